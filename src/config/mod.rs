@@ -1,0 +1,1 @@
+//! main.cf and the parameters oqmgr reads (placeholder: being written)

@@ -1,0 +1,6 @@
+//! The queue on disk: record framing, the envelope a queue manager reads, queue ids and paths.
+
+pub mod envelope;
+pub mod id;
+pub mod path;
+pub mod record;
