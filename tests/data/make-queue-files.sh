@@ -74,6 +74,7 @@ teardown() {
             kill -9 $pids 2> /dev/null || true
         fi
     fi
+    if ((rc != 0)) && [[ -n ${NEW_OUT:-} && -d $NEW_OUT ]]; then rm -rf -- "$NEW_OUT"; fi
     if ((rc != 0)) && [[ -f $LOG ]]; then
         note "failed (status $rc); last lines of the instance log:"
         tail -n 30 "$LOG" >&2 || true
@@ -349,6 +350,7 @@ rm -rf -- "$OUT.new"
 mkdir -p "$OUT.new"
 FINAL_OUT=$OUT
 OUT=$OUT.new
+NEW_OUT=$OUT   # removed by teardown on failure
 
 # 1. plain
 msg "$W/plain.txt" "plain" "Hello." "A line that starts with a dot follows:" ".dot" "Bye."
