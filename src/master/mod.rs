@@ -1,0 +1,20 @@
+//! The contract with master(8): how it starts us (argv, environment), what we tell it on the
+//! status socket, the flow-control tokens we hand out, and the trigger requests we accept.
+//!
+//! Everything here is pure; the daemon loop owns the file descriptors.
+
+pub mod flow;
+pub mod options;
+pub mod status;
+pub mod trigger;
+
+/// Inherited descriptors, fixed by master(8).
+pub const FLOW_READ_FD: i32 = 3;
+/// Write end of the flow-control pipe.
+pub const FLOW_WRITE_FD: i32 = 4;
+/// Our end of the per-service status socketpair; EOF on it means reload or stop.
+pub const STATUS_FD: i32 = 5;
+/// The first listen descriptor (the `public/qmgr` socket or FIFO).
+pub const LISTEN_FD: i32 = 6;
+/// At most this many bytes are read per trigger (one read per accepted connection).
+pub const TRIGGER_BUF_SIZE: usize = 1024;
