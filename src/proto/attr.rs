@@ -1,1 +1,857 @@
-//! (placeholder: being written)
+//! Postfix's NUL-terminated attribute protocol (`attr_print0` / `attr_scan0`), the framing of
+//! every request and reply on qmgr's internal sockets.
+//!
+//! Wire form: each attribute is `name\0value\0`; a list ends with one extra `\0` (an empty
+//! name). Numbers travel as unsigned decimal, binary data as base64. Grouped sub-lists
+//! (recipient, DSN, MSG_STATS) add no terminator of their own.
+//!
+//! - [`AttrWriter`] builds requests into a byte buffer (the caller writes and flushes it).
+//! - [`AttrDecoder`] turns arbitrary chunks from a non-blocking socket into complete
+//!   [`AttrList`]s, with size limits so a flooding peer cannot make it grow without bound.
+//! - [`AttrReader`] reads a list positionally the way `attr_scan` does, with typed errors
+//!   whose [`AttrError::warning`] gives the C wording.
+
+use std::fmt;
+
+use memchr::memchr;
+
+use super::base64;
+
+/// One attribute: name and value bytes.
+pub type Attr = (Vec<u8>, Vec<u8>);
+
+/// Appends attributes in `attr_print0` form to a byte buffer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttrWriter {
+    buf: Vec<u8>,
+}
+
+/// The part of `bytes` a C string would carry: up to the first NUL.
+fn c_string(bytes: &[u8]) -> &[u8] {
+    match memchr(0, bytes) {
+        Some(end) => bytes.get(..end).unwrap_or(bytes),
+        None => bytes,
+    }
+}
+
+impl AttrWriter {
+    pub fn new() -> Self {
+        AttrWriter::default()
+    }
+
+    /// Continues appending to an existing buffer.
+    pub fn with_buffer(buf: Vec<u8>) -> Self {
+        AttrWriter { buf }
+    }
+
+    fn raw(&mut self, name: &[u8], value: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(c_string(name));
+        self.buf.push(0);
+        self.buf.extend_from_slice(c_string(value));
+        self.buf.push(0);
+        self
+    }
+
+    /// A string attribute. Like the C writer (which prints C strings), a value is cut at its
+    /// first NUL byte, which could not otherwise travel.
+    pub fn str(&mut self, name: &str, value: &[u8]) -> &mut Self {
+        self.raw(name.as_bytes(), value)
+    }
+
+    /// An int attribute (`%u`).
+    pub fn int(&mut self, name: &str, value: u32) -> &mut Self {
+        self.raw(name.as_bytes(), value.to_string().as_bytes())
+    }
+
+    /// A C `int` sent as `%u`: -1 travels as `4294967295`.
+    pub fn int_signed(&mut self, name: &str, value: i32) -> &mut Self {
+        self.int(name, value as u32)
+    }
+
+    /// A long attribute (`%lu`).
+    pub fn long(&mut self, name: &str, value: u64) -> &mut Self {
+        self.raw(name.as_bytes(), value.to_string().as_bytes())
+    }
+
+    /// A data attribute (base64 of the bytes).
+    pub fn data(&mut self, name: &str, value: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(c_string(name.as_bytes()));
+        self.buf.push(0);
+        base64::encode_into(value, &mut self.buf);
+        self.buf.push(0);
+        self
+    }
+
+    /// Ends the current list.
+    pub fn end(&mut self) -> &mut Self {
+        self.buf.push(0);
+        self
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// One complete attribute list as received, duplicates kept in wire order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttrList {
+    attrs: Vec<Attr>,
+}
+
+impl AttrList {
+    pub fn new() -> Self {
+        AttrList::default()
+    }
+
+    /// A list from (name, value) pairs.
+    pub fn from_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Self {
+        AttrList {
+            attrs: pairs
+                .iter()
+                .map(|(n, v)| (n.as_ref().to_vec(), v.as_ref().to_vec()))
+                .collect(),
+        }
+    }
+
+    pub fn push(&mut self, name: &[u8], value: &[u8]) {
+        self.attrs.push((name.to_vec(), value.to_vec()));
+    }
+
+    pub fn attrs(&self) -> &[Attr] {
+        &self.attrs
+    }
+
+    pub fn into_attrs(self) -> Vec<Attr> {
+        self.attrs
+    }
+
+    pub fn len(&self) -> usize {
+        self.attrs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.attrs.is_empty()
+    }
+
+    /// The value of the first attribute with this name.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.attrs
+            .iter()
+            .find(|(n, _)| n.as_slice() == name.as_bytes())
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// Appends the list and its terminator in wire form.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        for (name, value) in &self.attrs {
+            out.extend_from_slice(c_string(name));
+            out.push(0);
+            out.extend_from_slice(c_string(value));
+            out.push(0);
+        }
+        out.push(0);
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// A positional reader; see [`AttrReader`].
+    pub fn reader(&self, mode: ScanMode) -> AttrReader<'_> {
+        AttrReader {
+            attrs: &self.attrs,
+            pos: 0,
+            mode,
+        }
+    }
+}
+
+/// Bounds on what the decoder buffers for one list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Name plus value bytes of one attribute.
+    pub max_attr_bytes: usize,
+    /// All bytes of one list, NULs and terminator included.
+    pub max_list_bytes: usize,
+    /// Attributes in one list.
+    pub max_attrs: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_attr_bytes: 1 << 20,
+            max_list_bytes: 4 << 20,
+            max_attrs: 1024,
+        }
+    }
+}
+
+/// Which field the scanner was reading (the C `context` string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Name,
+    Value,
+}
+
+impl Field {
+    fn context(self) -> &'static str {
+        match self {
+            Field::Name => "input attribute name",
+            Field::Value => "input attribute value",
+        }
+    }
+}
+
+/// Every way an attribute stream or list can be unacceptable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttrError {
+    /// One attribute exceeds [`DecodeLimits::max_attr_bytes`].
+    AttrTooLong { limit: usize },
+    /// One list exceeds [`DecodeLimits::max_list_bytes`].
+    ListTooLong { limit: usize },
+    /// One list has more than [`DecodeLimits::max_attrs`] attributes.
+    TooManyAttrs { limit: usize },
+    /// End of input inside a list. `partial` = some bytes of the field had arrived.
+    Truncated { field: Field, partial: bool },
+    /// The list ended before the wanted attribute.
+    Missing { wanted: String },
+    /// Another attribute where `wanted` was expected (strict mode), or extra attributes
+    /// before the terminator (`wanted` = `(list terminator)`).
+    Unexpected { found: Vec<u8>, wanted: String },
+    /// A number that is not pure decimal or does not fit.
+    MalformedNumber { value: Vec<u8> },
+    /// A data value that is not base64.
+    MalformedBase64 { value: Vec<u8> },
+    /// A fixed-value attribute (e.g. the protocol announcement) with another value.
+    UnexpectedValue {
+        name: String,
+        value: Vec<u8>,
+        expected: String,
+    },
+}
+
+/// `%.100s` of a byte string.
+fn show100(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes.get(..100).unwrap_or(bytes)).into_owned()
+}
+
+impl AttrError {
+    /// The warning the C attribute scanner logs for this error on stream `path`
+    /// (e.g. `private/smtp`). Size-limit errors have no C counterpart.
+    pub fn warning(&self, path: &str) -> String {
+        match self {
+            AttrError::AttrTooLong { limit } => {
+                format!("attribute from {path} exceeds size limit {limit}")
+            }
+            AttrError::ListTooLong { limit } => {
+                format!("attribute list from {path} exceeds size limit {limit}")
+            }
+            AttrError::TooManyAttrs { limit } => {
+                format!("attribute count exceeds limit {limit} in input from {path}")
+            }
+            AttrError::Truncated {
+                field,
+                partial: false,
+            } => format!(
+                "premature end-of-input on {path} while reading {}",
+                field.context()
+            ),
+            AttrError::Truncated {
+                field,
+                partial: true,
+            } => format!(
+                "unexpected end-of-input from {path} while reading {}",
+                field.context()
+            ),
+            AttrError::Missing { wanted } => {
+                format!("missing attribute {wanted} in input from {path}")
+            }
+            AttrError::Unexpected { found, wanted } => format!(
+                "unexpected attribute {} from {path} (expecting: {wanted})",
+                String::from_utf8_lossy(found)
+            ),
+            AttrError::MalformedNumber { value } => format!(
+                "malformed numerical data from {path} while reading input attribute value: {}",
+                show100(value)
+            ),
+            AttrError::MalformedBase64 { value } => format!(
+                "malformed base64 data from {path} while reading input attribute value: {}",
+                show100(value)
+            ),
+            AttrError::UnexpectedValue {
+                name,
+                value,
+                expected,
+            } => format!(
+                "unexpected {name} {} from {path} (expected: {expected})",
+                String::from_utf8_lossy(value)
+            ),
+        }
+    }
+}
+
+impl fmt::Display for AttrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.warning("peer"))
+    }
+}
+
+impl std::error::Error for AttrError {}
+
+/// Incremental decoder: feed it whatever the socket returned, get complete lists.
+///
+/// After an error the stream is unusable and every later call returns that error.
+#[derive(Debug, Clone)]
+pub struct AttrDecoder {
+    limits: DecodeLimits,
+    field: Field,
+    name: Vec<u8>,
+    value: Vec<u8>,
+    attrs: Vec<Attr>,
+    list_bytes: usize,
+    failed: Option<AttrError>,
+}
+
+impl Default for AttrDecoder {
+    fn default() -> Self {
+        AttrDecoder::new(DecodeLimits::default())
+    }
+}
+
+impl AttrDecoder {
+    pub fn new(limits: DecodeLimits) -> Self {
+        AttrDecoder {
+            limits,
+            field: Field::Name,
+            name: Vec::new(),
+            value: Vec::new(),
+            attrs: Vec::new(),
+            list_bytes: 0,
+            failed: None,
+        }
+    }
+
+    fn fail(&mut self, err: AttrError) -> AttrError {
+        self.failed = Some(err.clone());
+        self.name = Vec::new();
+        self.value = Vec::new();
+        self.attrs = Vec::new();
+        err
+    }
+
+    /// Consumes input up to and including the end of the first list completed in it.
+    /// Returns how many bytes were consumed and that list, if one was completed; the
+    /// caller passes the rest again. Memory stays within the [`DecodeLimits`].
+    pub fn push(&mut self, input: &[u8]) -> Result<(usize, Option<AttrList>), AttrError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let mut consumed = 0;
+        while let Some(rest) = input.get(consumed..).filter(|r| !r.is_empty()) {
+            let nul = memchr(0, rest);
+            let piece = match nul {
+                Some(end) => rest.get(..end).unwrap_or(rest),
+                None => rest,
+            };
+            let attr_bytes = self.name.len() + self.value.len() + piece.len();
+            if attr_bytes > self.limits.max_attr_bytes {
+                let limit = self.limits.max_attr_bytes;
+                return Err(self.fail(AttrError::AttrTooLong { limit }));
+            }
+            let list_bytes = self.list_bytes + piece.len() + usize::from(nul.is_some());
+            if list_bytes > self.limits.max_list_bytes {
+                let limit = self.limits.max_list_bytes;
+                return Err(self.fail(AttrError::ListTooLong { limit }));
+            }
+            self.list_bytes = list_bytes;
+            match self.field {
+                Field::Name => self.name.extend_from_slice(piece),
+                Field::Value => self.value.extend_from_slice(piece),
+            }
+            consumed += piece.len();
+            if nul.is_none() {
+                break;
+            }
+            consumed += 1;
+            match self.field {
+                Field::Name if self.name.is_empty() => {
+                    self.list_bytes = 0;
+                    let attrs = std::mem::take(&mut self.attrs);
+                    return Ok((consumed, Some(AttrList { attrs })));
+                }
+                Field::Name => {
+                    if self.attrs.len() >= self.limits.max_attrs {
+                        let limit = self.limits.max_attrs;
+                        return Err(self.fail(AttrError::TooManyAttrs { limit }));
+                    }
+                    self.field = Field::Value;
+                }
+                Field::Value => {
+                    let name = std::mem::take(&mut self.name);
+                    let value = std::mem::take(&mut self.value);
+                    self.attrs.push((name, value));
+                    self.field = Field::Name;
+                }
+            }
+        }
+        Ok((consumed, None))
+    }
+
+    /// Consumes a whole chunk and returns every list it completed, in order.
+    pub fn feed(&mut self, mut input: &[u8]) -> Result<Vec<AttrList>, AttrError> {
+        let mut lists = Vec::new();
+        while !input.is_empty() {
+            let (used, list) = self.push(input)?;
+            lists.extend(list);
+            input = input.get(used..).unwrap_or_default();
+        }
+        Ok(lists)
+    }
+
+    /// True when no part of a list is buffered (the peer is between lists).
+    pub fn is_idle(&self) -> bool {
+        self.failed.is_none()
+            && self.field == Field::Name
+            && self.name.is_empty()
+            && self.attrs.is_empty()
+    }
+
+    /// Call at end of input: an error if a list was cut off (or decoding had failed).
+    pub fn finish(&self) -> Result<(), AttrError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        if self.is_idle() {
+            return Ok(());
+        }
+        let partial = match self.field {
+            Field::Name => !self.name.is_empty(),
+            Field::Value => !self.value.is_empty(),
+        };
+        Err(AttrError::Truncated {
+            field: self.field,
+            partial,
+        })
+    }
+}
+
+/// How [`AttrReader`] treats an attribute other than the one wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanMode {
+    /// `ATTR_FLAG_STRICT`: it is an error, and so are attributes left before the terminator.
+    Strict,
+    /// `ATTR_FLAG_MISSING` alone: it is skipped, and so are leftovers.
+    SkipUnknown,
+}
+
+/// Reads a list in order, like `attr_scan`: each call wants the next attribute by name.
+#[derive(Debug, Clone)]
+pub struct AttrReader<'a> {
+    attrs: &'a [Attr],
+    pos: usize,
+    mode: ScanMode,
+}
+
+/// Parses `%u`-style pure decimal.
+fn parse_decimal(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |acc, &b| {
+        if b.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+impl<'a> AttrReader<'a> {
+    /// Name of the attribute the next call would look at, if any.
+    pub fn peek_name(&self) -> Option<&'a [u8]> {
+        self.attrs.get(self.pos).map(|(n, _)| n.as_slice())
+    }
+
+    /// Finds the wanted attribute and returns its value.
+    fn locate(&mut self, wanted: &str) -> Result<&'a [u8], AttrError> {
+        loop {
+            let Some((name, value)) = self.attrs.get(self.pos) else {
+                return Err(AttrError::Missing {
+                    wanted: wanted.to_string(),
+                });
+            };
+            self.pos += 1;
+            if name.as_slice() == wanted.as_bytes() {
+                return Ok(value);
+            }
+            if self.mode == ScanMode::Strict {
+                return Err(AttrError::Unexpected {
+                    found: name.clone(),
+                    wanted: wanted.to_string(),
+                });
+            }
+        }
+    }
+
+    /// A string attribute.
+    pub fn str(&mut self, name: &str) -> Result<&'a [u8], AttrError> {
+        self.locate(name)
+    }
+
+    /// An int attribute (pure decimal that fits 32 bits).
+    pub fn int(&mut self, name: &str) -> Result<u32, AttrError> {
+        let value = self.locate(name)?;
+        parse_decimal(value)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| AttrError::MalformedNumber {
+                value: value.to_vec(),
+            })
+    }
+
+    /// An int attribute that carries a C `int` (`4294967295` is -1).
+    pub fn int_signed(&mut self, name: &str) -> Result<i32, AttrError> {
+        self.int(name).map(|n| n as i32)
+    }
+
+    /// A long attribute (pure decimal that fits 64 bits).
+    pub fn long(&mut self, name: &str) -> Result<u64, AttrError> {
+        let value = self.locate(name)?;
+        parse_decimal(value).ok_or_else(|| AttrError::MalformedNumber {
+            value: value.to_vec(),
+        })
+    }
+
+    /// A data attribute, base64-decoded.
+    pub fn data(&mut self, name: &str) -> Result<Vec<u8>, AttrError> {
+        let value = self.locate(name)?;
+        base64::decode(value).map_err(|_| AttrError::MalformedBase64 {
+            value: value.to_vec(),
+        })
+    }
+
+    /// A string attribute that must have exactly this value (`RECV_ATTR_STREQ`).
+    pub fn expect_str(&mut self, name: &str, expected: &str) -> Result<(), AttrError> {
+        let value = self.locate(name)?;
+        if value == expected.as_bytes() {
+            Ok(())
+        } else {
+            Err(AttrError::UnexpectedValue {
+                name: name.to_string(),
+                value: value.to_vec(),
+                expected: expected.to_string(),
+            })
+        }
+    }
+
+    /// The list must end here (strict mode); skipped leftovers are fine otherwise.
+    pub fn end(self) -> Result<(), AttrError> {
+        match (self.mode, self.attrs.get(self.pos)) {
+            (ScanMode::Strict, Some((name, _))) => Err(AttrError::Unexpected {
+                found: name.clone(),
+                wanted: "(list terminator)".to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const RESOLVE_REPLY: &[u8] =
+        b"flags\x000\0transport\0discard\0nexthop\0d1.lab\0recipient\0alice@d1.lab\0flags\x004096\0\0";
+
+    fn pairs(list: &AttrList) -> Vec<(String, String)> {
+        list.attrs()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    String::from_utf8_lossy(n).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn writer_produces_wire_form() {
+        let mut w = AttrWriter::new();
+        w.str("request", b"resolve")
+            .str("sender", b"")
+            .int("flags", 4096)
+            .int_signed("status", -1)
+            .long("offset", 639)
+            .data("time", b"foo")
+            .end();
+        assert_eq!(
+            w.as_bytes(),
+            b"request\0resolve\0sender\0\0flags\x004096\0status\x004294967295\0offset\x00639\0time\0Zm9v\0\0"
+        );
+    }
+
+    #[test]
+    fn writer_cuts_values_at_nul_like_c_strings() {
+        let mut w = AttrWriter::new();
+        w.str("a", b"x\0y").end();
+        assert_eq!(w.into_bytes(), b"a\0x\0\0");
+    }
+
+    #[test]
+    fn decoder_keeps_duplicates_in_order() {
+        let lists = AttrDecoder::default().feed(RESOLVE_REPLY).unwrap();
+        assert_eq!(lists.len(), 1);
+        let got = pairs(&lists[0]);
+        assert_eq!(got[0], ("flags".into(), "0".into()));
+        assert_eq!(got[4], ("flags".into(), "4096".into()));
+        assert_eq!(lists[0].to_bytes(), RESOLVE_REPLY);
+    }
+
+    #[test]
+    fn decoder_handles_byte_at_a_time_and_several_lists_per_chunk() {
+        let mut stream = b"protocol\0trivial_rewrite_protocol\0\0".to_vec();
+        stream.extend_from_slice(RESOLVE_REPLY);
+        stream.extend_from_slice(b"\0");
+        let whole = AttrDecoder::default().feed(&stream).unwrap();
+        assert_eq!(whole.len(), 3);
+        assert!(whole[2].is_empty());
+
+        let mut dec = AttrDecoder::default();
+        let mut lists = Vec::new();
+        for byte in &stream {
+            lists.extend(dec.feed(std::slice::from_ref(byte)).unwrap());
+        }
+        assert_eq!(lists, whole);
+        assert!(dec.is_idle());
+        assert_eq!(dec.finish(), Ok(()));
+    }
+
+    #[test]
+    fn push_stops_after_each_list() {
+        let mut dec = AttrDecoder::default();
+        let input = b"a\0b\0\0c\0d\0\0";
+        let (used, list) = dec.push(input).unwrap();
+        assert_eq!(used, 5);
+        assert_eq!(list.unwrap().get("a"), Some(&b"b"[..]));
+        let (used, list) = dec.push(&input[5..]).unwrap();
+        assert_eq!(used, 5);
+        assert_eq!(list.unwrap().get("c"), Some(&b"d"[..]));
+    }
+
+    #[test]
+    fn truncation_at_end_of_input() {
+        let cases: [(&[u8], Field, bool); 4] = [
+            (b"status", Field::Name, true),
+            (b"status\0", Field::Value, false),
+            (b"status\x000", Field::Value, true),
+            (b"status\x000\0", Field::Name, false),
+        ];
+        for (input, field, partial) in cases {
+            let mut dec = AttrDecoder::default();
+            assert!(dec.feed(input).unwrap().is_empty());
+            assert!(!dec.is_idle());
+            assert_eq!(dec.finish(), Err(AttrError::Truncated { field, partial }));
+        }
+        let err = AttrError::Truncated {
+            field: Field::Name,
+            partial: false,
+        };
+        assert_eq!(
+            err.warning("private/smtp"),
+            "premature end-of-input on private/smtp while reading input attribute name"
+        );
+    }
+
+    #[test]
+    fn limits_reject_floods_and_poison_the_stream() {
+        let limits = DecodeLimits {
+            max_attr_bytes: 8,
+            max_list_bytes: 20,
+            max_attrs: 3,
+        };
+        let mut dec = AttrDecoder::new(limits);
+        assert_eq!(
+            dec.feed(b"name\0value\0"),
+            Err(AttrError::AttrTooLong { limit: 8 })
+        );
+        assert_eq!(dec.feed(b"\0"), Err(AttrError::AttrTooLong { limit: 8 }));
+        assert_eq!(dec.finish(), Err(AttrError::AttrTooLong { limit: 8 }));
+
+        let mut dec = AttrDecoder::new(limits);
+        assert_eq!(
+            dec.feed(b"aaaa\0bbbb\0cccc\0dddd\0e"),
+            Err(AttrError::ListTooLong { limit: 20 })
+        );
+
+        let mut dec = AttrDecoder::new(limits);
+        assert_eq!(
+            dec.feed(b"a\0\0b\0\0c\0\0d\0"),
+            Err(AttrError::TooManyAttrs { limit: 3 })
+        );
+
+        // An endless attribute without NUL is refused once it passes the limit.
+        let mut dec = AttrDecoder::new(limits);
+        assert_eq!(dec.feed(b"12345678").unwrap(), vec![]);
+        assert_eq!(dec.feed(b"9"), Err(AttrError::AttrTooLong { limit: 8 }));
+    }
+
+    #[test]
+    fn reader_strict_matches_attr_scan() {
+        let list = AttrDecoder::default()
+            .feed(RESOLVE_REPLY)
+            .unwrap()
+            .remove(0);
+        let mut r = list.reader(ScanMode::Strict);
+        assert_eq!(r.int("flags"), Ok(0));
+        assert_eq!(r.str("transport"), Ok(&b"discard"[..]));
+        assert_eq!(r.str("nexthop"), Ok(&b"d1.lab"[..]));
+        assert_eq!(r.str("recipient"), Ok(&b"alice@d1.lab"[..]));
+        assert_eq!(r.int("flags"), Ok(4096));
+        assert_eq!(r.end(), Ok(()));
+
+        let mut r = list.reader(ScanMode::Strict);
+        let err = r.str("transport").unwrap_err();
+        assert_eq!(
+            err.warning("private/rewrite"),
+            "unexpected attribute flags from private/rewrite (expecting: transport)"
+        );
+
+        let mut r = list.reader(ScanMode::Strict);
+        r.int("flags").unwrap();
+        assert_eq!(
+            r.end().unwrap_err().warning("private/rewrite"),
+            "unexpected attribute transport from private/rewrite (expecting: (list terminator))"
+        );
+    }
+
+    #[test]
+    fn reader_skip_unknown_and_missing() {
+        let list = AttrList::from_pairs(&[("x", "1"), ("status", "0"), ("y", "2")]);
+        let mut r = list.reader(ScanMode::SkipUnknown);
+        assert_eq!(r.int("status"), Ok(0));
+        assert_eq!(r.end(), Ok(()));
+
+        let mut r = list.reader(ScanMode::SkipUnknown);
+        assert_eq!(
+            r.int("reason").unwrap_err().warning("private/verify"),
+            "missing attribute reason in input from private/verify"
+        );
+    }
+
+    #[test]
+    fn numbers_must_be_pure_decimal() {
+        for bad in ["", " 1", "+1", "-1", "1x", "4294967296", "0x10"] {
+            let list = AttrList::from_pairs(&[("n", bad)]);
+            assert_eq!(
+                list.reader(ScanMode::Strict).int("n"),
+                Err(AttrError::MalformedNumber {
+                    value: bad.as_bytes().to_vec()
+                }),
+                "{bad:?}"
+            );
+        }
+        let list = AttrList::from_pairs(&[("n", "4294967295"), ("l", "18446744073709551615")]);
+        let mut r = list.reader(ScanMode::Strict);
+        assert_eq!(r.int_signed("n"), Ok(-1));
+        assert_eq!(r.long("l"), Ok(u64::MAX));
+        let list = AttrList::from_pairs(&[("l", "18446744073709551616")]);
+        let err = list.reader(ScanMode::Strict).long("l").unwrap_err();
+        assert_eq!(
+            err.warning("p"),
+            "malformed numerical data from p while reading input attribute value: 18446744073709551616"
+        );
+    }
+
+    #[test]
+    fn data_and_fixed_values() {
+        let list = AttrList::from_pairs(&[("time", "Zm9v"), ("bad", "Zm9")]);
+        let mut r = list.reader(ScanMode::Strict);
+        assert_eq!(r.data("time"), Ok(b"foo".to_vec()));
+        assert!(matches!(
+            r.data("bad"),
+            Err(AttrError::MalformedBase64 { .. })
+        ));
+
+        let list = AttrList::from_pairs(&[("protocol", "delivery_status_protocol")]);
+        let err = list
+            .reader(ScanMode::Strict)
+            .expect_str("protocol", "delivery_request_protocol")
+            .unwrap_err();
+        assert_eq!(
+            err.warning("private/smtp"),
+            "unexpected protocol delivery_status_protocol from private/smtp (expected: delivery_request_protocol)"
+        );
+    }
+
+    fn attr_list() -> impl Strategy<Value = AttrList> {
+        let name = proptest::collection::vec(1u8..=255, 1..12);
+        let value = proptest::collection::vec(1u8..=255, 0..40);
+        proptest::collection::vec((name, value), 0..10).prop_map(|attrs| AttrList { attrs })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let limits = DecodeLimits { max_attr_bytes: 64, max_list_bytes: 200, max_attrs: 8 };
+            let mut dec = AttrDecoder::new(limits);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut start = 0;
+            for cut in cuts.into_iter().chain([bytes.len()]) {
+                if let Ok(lists) = dec.feed(&bytes[start..cut]) {
+                    for list in lists {
+                        let mut r = list.reader(ScanMode::SkipUnknown);
+                        let _ = r.int("flags");
+                        let _ = r.long("offset");
+                        let _ = r.data("time");
+                        let _ = r.end();
+                    }
+                }
+                start = cut;
+            }
+            let _ = dec.finish();
+        }
+
+        #[test]
+        fn lists_round_trip_in_any_chunking(
+            lists in proptest::collection::vec(attr_list(), 0..5),
+            chunk in 1usize..40,
+        ) {
+            let mut wire = Vec::new();
+            for list in &lists {
+                list.encode_into(&mut wire);
+            }
+            let mut dec = AttrDecoder::default();
+            let mut got = Vec::new();
+            for piece in wire.chunks(chunk) {
+                got.extend(dec.feed(piece).unwrap());
+            }
+            prop_assert_eq!(dec.finish(), Ok(()));
+            prop_assert_eq!(got, lists);
+        }
+
+        #[test]
+        fn numbers_round_trip(int in any::<u32>(), signed in any::<i32>(), long in any::<u64>()) {
+            let mut w = AttrWriter::new();
+            w.int("i", int).int_signed("s", signed).long("l", long).end();
+            let list = AttrDecoder::default().feed(w.as_bytes()).unwrap().remove(0);
+            let mut r = list.reader(ScanMode::Strict);
+            prop_assert_eq!(r.int("i"), Ok(int));
+            prop_assert_eq!(r.int_signed("s"), Ok(signed));
+            prop_assert_eq!(r.long("l"), Ok(long));
+            prop_assert_eq!(r.end(), Ok(()));
+        }
+    }
+}

@@ -1,5 +1,15 @@
 //! Postfix's internal IPC protocols, as pure codecs over bytes.
+//!
+//! [`attr`] is the framing; the other modules are the typed messages qmgr exchanges with
+//! trivial-rewrite, delivery agents, bounce/defer/trace and verify.
 
 pub mod attr;
 pub mod base64;
+pub mod bounce;
+pub mod deliver;
+pub mod dsn;
 pub mod msg_stats;
+pub mod protocol;
+pub mod recipient;
+pub mod rewrite;
+pub mod verify;
