@@ -1,0 +1,20 @@
+//! Logging the way Postfix 3.7 daemons log: to syslog with tag `<syslog_name>/<process>[pid]`,
+//! or, when `maillog_file` is set, as one datagram per line to postlogd on `public/postlog`.
+//!
+//! The `log` facade carries our messages: `info!`, `warn!` (`warning: `), `error!` (`error: `);
+//! [`fatal`] logs `fatal: ` and exits 1 as `msg_fatal` does. `debug!`/`trace!` are Postfix's
+//! verbose (`-v`) logging and come out as info lines.
+//!
+//! [`line`] holds the pure formatting; [`sink`] the backends.
+
+pub mod line;
+pub mod sink;
+
+pub use line::Severity;
+pub use sink::{init, LogTarget};
+
+/// Logs `fatal: <text>` and exits with status 1, like Postfix's `msg_fatal`.
+pub fn fatal(text: &str) -> ! {
+    sink::emit(Severity::Fatal, text);
+    std::process::exit(1);
+}

@@ -1,0 +1,252 @@
+//! Log backends: syslog(3), postlogd datagrams (with Postfix's fallback of appending to
+//! maillog_file directly), and stderr for `-V` and foreground debugging.
+
+use std::ffi::CString;
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::line::{self, Severity, Stamp};
+
+/// Where log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// syslog(3) with this facility (`LOG_MAIL` for `syslog_facility = mail`).
+    Syslog { facility: libc::c_int },
+    /// postlogd: datagrams to `socket` (`public/postlog`), lines stamped with `hostname`'s first
+    /// label; when the socket cannot be reached, append to `maillog_file` directly.
+    Postlog {
+        socket: PathBuf,
+        hostname: String,
+        maillog_file: PathBuf,
+    },
+    /// Nowhere but stderr (tests, `-S`, foreground runs).
+    Stderr,
+}
+
+/// syslog facility by its main.cf name (`syslog_facility`).
+pub fn facility_by_name(name: &str) -> Option<libc::c_int> {
+    let f = match name.to_ascii_lowercase().as_str() {
+        "auth" => libc::LOG_AUTH,
+        "authpriv" => libc::LOG_AUTHPRIV,
+        "cron" => libc::LOG_CRON,
+        "daemon" => libc::LOG_DAEMON,
+        "ftp" => libc::LOG_FTP,
+        "kern" => libc::LOG_KERN,
+        "lpr" => libc::LOG_LPR,
+        "mail" => libc::LOG_MAIL,
+        "news" => libc::LOG_NEWS,
+        "syslog" => libc::LOG_SYSLOG,
+        "user" => libc::LOG_USER,
+        "uucp" => libc::LOG_UUCP,
+        "local0" => libc::LOG_LOCAL0,
+        "local1" => libc::LOG_LOCAL1,
+        "local2" => libc::LOG_LOCAL2,
+        "local3" => libc::LOG_LOCAL3,
+        "local4" => libc::LOG_LOCAL4,
+        "local5" => libc::LOG_LOCAL5,
+        "local6" => libc::LOG_LOCAL6,
+        "local7" => libc::LOG_LOCAL7,
+        _ => return None,
+    };
+    Some(f)
+}
+
+struct State {
+    /// `<syslog_name>/<process_name>`.
+    tag: String,
+    target: LogTarget,
+    /// openlog(3) keeps the pointer, so the ident lives here as long as it is in use.
+    _syslog_ident: Option<CString>,
+    socket: Option<UnixDatagram>,
+    also_stderr: bool,
+    verbose: bool,
+    utf8: bool,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+struct Facade;
+
+static FACADE: Facade = Facade;
+
+impl log::Log for Facade {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Info || verbose()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let severity = match record.level() {
+            log::Level::Error => Severity::Error,
+            log::Level::Warn => Severity::Warning,
+            _ => Severity::Info,
+        };
+        emit(severity, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
+}
+
+fn verbose() -> bool {
+    STATE
+        .lock()
+        .map(|s| s.as_ref().is_some_and(|s| s.verbose))
+        .unwrap_or(false)
+}
+
+/// (Re)initialises logging, as Postfix does twice: once from the environment before main.cf is
+/// read, again once the configuration is known. `tag` is `<syslog_name>/<process_name>`.
+pub fn init(tag: &str, target: LogTarget, also_stderr: bool, verbose: bool, utf8: bool) {
+    let mut syslog_ident = None;
+    let mut socket = None;
+    match &target {
+        LogTarget::Syslog { facility } => {
+            if let Ok(ident) = CString::new(tag) {
+                // SAFETY: `ident` is a valid C string; it is stored in STATE below and kept
+                // alive until the next openlog() replaces it.
+                unsafe {
+                    libc::openlog(ident.as_ptr(), libc::LOG_PID | libc::LOG_NDELAY, *facility)
+                };
+                syslog_ident = Some(ident);
+            }
+        }
+        LogTarget::Postlog { socket: path, .. } => socket = connect(path),
+        LogTarget::Stderr => {}
+    }
+    if let Ok(mut state) = STATE.lock() {
+        *state = Some(State {
+            tag: tag.to_string(),
+            target,
+            _syslog_ident: syslog_ident,
+            socket,
+            also_stderr,
+            verbose,
+            utf8,
+        });
+    }
+    if log::set_logger(&FACADE).is_ok() || log::max_level() != log::LevelFilter::Off {
+        log::set_max_level(if verbose {
+            log::LevelFilter::Trace
+        } else {
+            log::LevelFilter::Info
+        });
+    }
+}
+
+fn connect(path: &PathBuf) -> Option<UnixDatagram> {
+    let sock = UnixDatagram::unbound().ok()?;
+    sock.connect(path).ok()?;
+    Some(sock)
+}
+
+fn local_stamp() -> Stamp {
+    // SAFETY: time(NULL) has no preconditions; localtime_r writes only into `tm`, which lives on
+    // our stack, and is thread-safe.
+    let tm = unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&now, &mut tm);
+        tm
+    };
+    let small = |v: libc::c_int| u8::try_from(v).unwrap_or(0);
+    Stamp {
+        month: small(tm.tm_mon),
+        day: small(tm.tm_mday),
+        hour: small(tm.tm_hour),
+        minute: small(tm.tm_min),
+        second: small(tm.tm_sec),
+    }
+}
+
+/// Sends one message to the configured backend (and stderr with `-V`).
+pub fn emit(severity: Severity, text: &str) {
+    let Ok(mut guard) = STATE.lock() else {
+        return;
+    };
+    let Some(state) = guard.as_mut() else {
+        eprintln!("{}{}", severity.prefix(), text);
+        return;
+    };
+    let msg = line::message(severity, text, state.utf8);
+    if state.also_stderr || state.target == LogTarget::Stderr {
+        let mut err = std::io::stderr().lock();
+        let name = state.tag.rsplit('/').next().unwrap_or(&state.tag);
+        let _ = err.write_all(name.as_bytes());
+        let _ = err.write_all(b": ");
+        let _ = err.write_all(&msg);
+        let _ = err.write_all(b"\n");
+    }
+    match &state.target {
+        LogTarget::Syslog { facility } => {
+            if let Ok(c) = CString::new(msg) {
+                // SAFETY: both strings are valid NUL-terminated C strings; "%s" consumes
+                // exactly the one argument given.
+                unsafe {
+                    libc::syslog(
+                        *facility | severity.syslog_priority(),
+                        c"%s".as_ptr(),
+                        c.as_ptr(),
+                    )
+                };
+            }
+        }
+        LogTarget::Postlog {
+            socket,
+            hostname,
+            maillog_file,
+        } => {
+            let datagram = line::postlog_datagram(
+                &local_stamp(),
+                hostname,
+                &state.tag,
+                std::process::id(),
+                &msg,
+            );
+            // postlogd may have been restarted since we connected: reconnect once.
+            let sent = state
+                .socket
+                .as_ref()
+                .is_some_and(|s| s.send(&datagram).is_ok())
+                || {
+                    state.socket = connect(socket);
+                    state
+                        .socket
+                        .as_ref()
+                        .is_some_and(|s| s.send(&datagram).is_ok())
+                };
+            if !sent {
+                append_line(maillog_file, &datagram);
+            }
+        }
+        LogTarget::Stderr => {}
+    }
+}
+
+/// Postfix's fallback when postlogd is unreachable: one append to maillog_file.
+fn append_line(path: &PathBuf, datagram: &[u8]) {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path);
+    if let Ok(mut f) = file {
+        let mut buf = datagram.to_vec();
+        buf.push(b'\n');
+        let _ = f.write_all(&buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facility_names() {
+        assert_eq!(facility_by_name("mail"), Some(libc::LOG_MAIL));
+        assert_eq!(facility_by_name("LOCAL3"), Some(libc::LOG_LOCAL3));
+        assert_eq!(facility_by_name("bogus"), None);
+    }
+}
