@@ -422,7 +422,7 @@ impl Envelope {
         opened_in(&self.events)
     }
 
-    /// Warnings (both kinds) in order, as log-line texts without prefix.
+    /// The warning events (both kinds) in order; see [`ReadEvent::log_line`].
     pub fn warnings(&self) -> impl Iterator<Item = &ReadEvent> {
         self.events
             .iter()
