@@ -87,8 +87,11 @@ fn reads_a_file_on_disk_in_batches() {
     assert_eq!(batch_sizes, [100, 100, 50]);
     for (i, r) in all.iter().enumerate() {
         assert_eq!(r.address, format!("r{i}@d.example").into_bytes());
-        assert_eq!(r.orig_address, r.address);
-        assert_eq!(r.dsn_orcpt, format!("rfc822;r{i}@d.example").into_bytes());
+        assert_eq!(r.original, r.address);
+        assert_eq!(
+            r.dsn_orig_rcpt,
+            format!("rfc822;r{i}@d.example").into_bytes()
+        );
     }
 }
 

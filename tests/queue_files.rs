@@ -288,9 +288,9 @@ fn every_real_queue_file_decodes_as_postcat_shows() {
             .map(|r| ExpectedRecipient {
                 offset: r.offset,
                 address: r.address.clone(),
-                orig: r.orig_address.clone(),
-                orcpt: r.dsn_orcpt.clone(),
-                notify: r.dsn_notify,
+                orig: r.original.clone(),
+                orcpt: r.dsn_orig_rcpt.clone(),
+                notify: r.notify_flags as i32,
             })
             .collect();
         assert_eq!(got, expected, "{}", ctx("recipients"));

@@ -66,19 +66,9 @@ pub struct ArrivalTime {
     pub usec: i64,
 }
 
-/// One recipient to deliver (an `R` record and what preceded it).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Recipient {
-    /// File offset of the `R` type byte (where a `D` is written when done).
-    pub offset: u64,
-    pub address: Vec<u8>,
-    /// From the preceding `O` record, else empty.
-    pub orig_address: Vec<u8>,
-    /// DSN ORCPT (`o` / `A dsn_orig_rcpt`), else empty.
-    pub dsn_orcpt: Vec<u8>,
-    /// DSN NOTIFY bits (`n` / `A notify_flags`), else 0.
-    pub dsn_notify: i32,
-}
+/// One recipient to deliver (an `R` record and what preceded it): the same value that travels
+/// in a delivery request.
+pub use crate::proto::recipient::Recipient;
 
 /// The first `W` record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -751,9 +741,9 @@ fn read_records<R: Read + Seek>(
                     d.recipients.push(Recipient {
                         offset: curr,
                         address: start.to_vec(),
-                        orig_address: orig_rcpt.take().unwrap_or_default(),
-                        dsn_orcpt: dsn_orcpt.take().unwrap_or_default(),
-                        dsn_notify: std::mem::take(&mut dsn_notify),
+                        original: orig_rcpt.take().unwrap_or_default(),
+                        dsn_orig_rcpt: dsn_orcpt.take().unwrap_or_default(),
+                        notify_flags: std::mem::take(&mut dsn_notify) as u32,
                     });
                     if d.recipients.len() >= cap {
                         d.resume_offset = Some(reader.position());
@@ -1233,12 +1223,12 @@ mod tests {
             r,
             [&b"r1@example.net"[..], b"r2@example.net", b"r3@example.net"]
         );
-        assert_eq!(env.recipients[0].orig_address, b"orig@example.net");
-        assert_eq!(env.recipients[0].dsn_orcpt, b"rfc822;o@example.net");
-        assert_eq!(env.recipients[0].dsn_notify, 6);
-        assert_eq!(env.recipients[1].orig_address, b"");
-        assert_eq!(env.recipients[1].dsn_orcpt, b"rfc822;x");
-        assert_eq!(env.recipients[1].dsn_notify, 1);
+        assert_eq!(env.recipients[0].original, b"orig@example.net");
+        assert_eq!(env.recipients[0].dsn_orig_rcpt, b"rfc822;o@example.net");
+        assert_eq!(env.recipients[0].notify_flags, 6);
+        assert_eq!(env.recipients[1].original, b"");
+        assert_eq!(env.recipients[1].dsn_orig_rcpt, b"rfc822;x");
+        assert_eq!(env.recipients[1].notify_flags, 1);
         assert_eq!(env.recipients[2].offset, built.extracted_offsets[3]);
         assert!(warnings(&env).is_empty(), "{:?}", warnings(&env));
     }
@@ -1464,9 +1454,9 @@ mod tests {
             ]
         );
         assert_eq!(env.verp_delimiters, None);
-        assert_eq!(env.recipients[0].orig_address, b"o2");
-        assert_eq!(env.recipients[0].dsn_orcpt, b"x2");
-        assert_eq!(env.recipients[0].dsn_notify, 0);
+        assert_eq!(env.recipients[0].original, b"o2");
+        assert_eq!(env.recipients[0].dsn_orig_rcpt, b"x2");
+        assert_eq!(env.recipients[0].notify_flags, 0);
         assert_eq!(env.rewrite_context, b"remote");
         assert_eq!(env.dsn_ret, 0);
     }
@@ -1564,7 +1554,7 @@ mod tests {
                 seen.extend(
                     env.recipients
                         .iter()
-                        .map(|r| (r.offset, r.address.clone(), r.orig_address.clone())),
+                        .map(|r| (r.offset, r.address.clone(), r.original.clone())),
                 );
                 if env.resume_offset.is_none() {
                     break;
@@ -1702,9 +1692,9 @@ mod tests {
             prop_assert_eq!(got.len(), rcpts.len());
             for (r, (addr, orig, orcpt, n)) in got.iter().zip(&rcpts) {
                 prop_assert_eq!(&r.address, addr);
-                prop_assert_eq!(&r.orig_address, orig);
-                prop_assert_eq!(&r.dsn_orcpt, orcpt);
-                prop_assert_eq!(r.dsn_notify, notify[*n]);
+                prop_assert_eq!(&r.original, orig);
+                prop_assert_eq!(&r.dsn_orig_rcpt, orcpt);
+                prop_assert_eq!(r.notify_flags, notify[*n]);
             }
         }
     }
