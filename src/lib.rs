@@ -16,3 +16,4 @@ pub mod maillog;
 pub mod master;
 pub mod proto;
 pub mod queue;
+pub mod sched;
