@@ -1,0 +1,529 @@
+//! Per-transport settings (oqmgr/qmgr_transport.c qmgr_transport_create() and
+//! oqmgr/qmgr_feedback.c in Postfix 3.7): `<transport>_destination_concurrency_limit` and
+//! friends, falling back to the `default_...` parameters in [`Params`].
+
+use std::fmt;
+
+use super::{Config, ConfigError, Params};
+
+/// Concurrency feedback: how much a success/failure moves the window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Feedback {
+    /// `N` or `N/M`: a constant amount.
+    Constant(f64),
+    /// `N/concurrency`: N divided by the current window.
+    PerConcurrency(f64),
+}
+
+impl Feedback {
+    /// The feedback amount at concurrency window `window` (QMGR_FEEDBACK_VAL).
+    pub fn value(&self, window: i32) -> f64 {
+        match *self {
+            Feedback::Constant(base) => base,
+            Feedback::PerConcurrency(base) => base / f64::from(window),
+        }
+    }
+
+    /// Feedback hysteresis is fixed at 1 in Postfix 3.7.
+    pub const HYSTERESIS: i32 = 1;
+}
+
+/// A bad feedback value that was replaced by 1; `Display` is Postfix's warning text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportWarning {
+    /// The transport-specific name, or the `default_...` name when the value is the default's.
+    pub parameter: String,
+    pub value: Vec<u8>,
+}
+
+impl fmt::Display for TransportWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: ignoring malformed or unreasonable feedback: {}",
+            self.parameter,
+            String::from_utf8_lossy(&self.value)
+        )
+    }
+}
+
+/// The settings of one transport, looked up once when the transport is first seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransportParams {
+    pub name: String,
+    /// Per-destination concurrency limit; 0 = unlimited; forced to 1 by a destination rate
+    /// delay.
+    pub dest_concurrency_limit: i32,
+    /// Recipients per delivery request; 0 = unlimited.
+    pub recipient_limit: i32,
+    /// Initial per-destination concurrency, clamped to a non-zero concurrency limit.
+    pub init_dest_concurrency: i32,
+    /// Seconds between deliveries over the transport.
+    pub transport_rate_delay: i32,
+    /// Seconds between deliveries to one destination.
+    pub destination_rate_delay: i32,
+    pub positive_feedback: Feedback,
+    pub negative_feedback: Feedback,
+    pub failed_cohort_limit: i32,
+}
+
+/// Upper bound of the feedback numerator and denominator (INT_MAX).
+const INT_MAX: f64 = i32::MAX as f64;
+
+/// Parses a feedback value like `sscanf(value, "%lf %1[/] %30s%c")` followed by Postfix's
+/// checks: `N`, `N/M` or `N/concurrency`, result within 0..1. `None` when unusable.
+pub fn parse_feedback(value: &[u8]) -> Option<Feedback> {
+    let (numerator, used) = c_strtod(value)?;
+    let mut rest = skip_space(&value[used..]);
+    if rest.first() != Some(&b'/') {
+        // One conversion: whatever follows the number is ignored.
+        return in_unit_range(numerator).then_some(Feedback::Constant(numerator));
+    }
+    rest = skip_space(&rest[1..]);
+    let word_len = rest
+        .iter()
+        .take_while(|&&b| !super::maincf::is_c_space(b))
+        .count()
+        .min(30);
+    if word_len == 0 || word_len < rest.len() {
+        // Two conversions (nothing after "/") or four (junk after the word).
+        return None;
+    }
+    let denominator = rest;
+    let feedback = if denominator == b"concurrency" {
+        Feedback::PerConcurrency(numerator)
+    } else {
+        if !(0.0..=INT_MAX).contains(&numerator) {
+            return None;
+        }
+        let (divisor, used) = c_strtod(denominator)?;
+        if used != denominator.len() || !((1.0 / INT_MAX)..=INT_MAX).contains(&divisor) {
+            return None;
+        }
+        Feedback::Constant(numerator / divisor)
+    };
+    let base = match feedback {
+        Feedback::Constant(base) | Feedback::PerConcurrency(base) => base,
+    };
+    in_unit_range(base).then_some(feedback)
+}
+
+fn in_unit_range(value: f64) -> bool {
+    (0.0..=1.0).contains(&value)
+}
+
+fn skip_space(bytes: &[u8]) -> &[u8] {
+    let blanks = bytes
+        .iter()
+        .take_while(|&&b| super::maincf::is_c_space(b))
+        .count();
+    &bytes[blanks..]
+}
+
+/// C `strtod()` on a prefix of `text` (after blanks): decimal with optional fraction and
+/// exponent, hexadecimal (`0x1.8p-1`), `inf`/`infinity`, `nan`. The value and the bytes used.
+fn c_strtod(text: &[u8]) -> Option<(f64, usize)> {
+    let start = text.len() - skip_space(text).len();
+    let mut at = start;
+    let negative = match text.get(at) {
+        Some(b'-') => {
+            at += 1;
+            true
+        }
+        Some(b'+') => {
+            at += 1;
+            false
+        }
+        _ => false,
+    };
+    let signed = |value: f64| if negative { -value } else { value };
+    let rest = &text[at..];
+    let starts_with_ci =
+        |word: &[u8]| rest.len() >= word.len() && rest[..word.len()].eq_ignore_ascii_case(word);
+    if starts_with_ci(b"infinity") {
+        return Some((signed(f64::INFINITY), at + 8));
+    }
+    if starts_with_ci(b"inf") {
+        return Some((signed(f64::INFINITY), at + 3));
+    }
+    if starts_with_ci(b"nan") {
+        let mut end = at + 3;
+        if text.get(end) == Some(&b'(') {
+            let inner = text[end + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+                .count();
+            if text.get(end + 1 + inner) == Some(&b')') {
+                end += inner + 2;
+            }
+        }
+        return Some((f64::NAN, end));
+    }
+    if (starts_with_ci(b"0x"))
+        && rest.get(2..).is_some_and(|r| {
+            r.first().is_some_and(u8::is_ascii_hexdigit)
+                || (r.first() == Some(&b'.') && r.get(1).is_some_and(u8::is_ascii_hexdigit))
+        })
+    {
+        let (value, used) = hex_float(&rest[2..]);
+        return Some((signed(value), at + 2 + used));
+    }
+    let int_digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut end = int_digits;
+    let mut frac_digits = 0;
+    if rest.get(end) == Some(&b'.') {
+        frac_digits = rest[end + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if int_digits + frac_digits > 0 {
+            end += 1 + frac_digits;
+        }
+    }
+    if int_digits + frac_digits == 0 {
+        return None;
+    }
+    if matches!(rest.get(end), Some(b'e' | b'E')) {
+        let mut exp_at = end + 1;
+        if matches!(rest.get(exp_at), Some(b'+' | b'-')) {
+            exp_at += 1;
+        }
+        let exp_digits = rest
+            .get(exp_at..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if exp_digits > 0 {
+            end = exp_at + exp_digits;
+        }
+    }
+    let number = std::str::from_utf8(&rest[..end]).ok()?;
+    // Rust rejects a bare trailing "." ("5.") that C accepts; both mean the same value.
+    let value = number
+        .parse::<f64>()
+        .or_else(|_| {
+            number
+                .replace(".e", "e")
+                .replace(".E", "E")
+                .trim_end_matches('.')
+                .parse::<f64>()
+        })
+        .ok()?;
+    Some((signed(value), at + end))
+}
+
+/// Hexadecimal mantissa with optional `p` exponent; the value and bytes used.
+fn hex_float(text: &[u8]) -> (f64, usize) {
+    let mut value = 0.0f64;
+    let mut at = 0;
+    while let Some(digit) = text.get(at).and_then(|b| (*b as char).to_digit(16)) {
+        value = value * 16.0 + f64::from(digit);
+        at += 1;
+    }
+    if text.get(at) == Some(&b'.') {
+        at += 1;
+        let mut scale = 1.0 / 16.0;
+        while let Some(digit) = text.get(at).and_then(|b| (*b as char).to_digit(16)) {
+            value += f64::from(digit) * scale;
+            scale /= 16.0;
+            at += 1;
+        }
+    }
+    if matches!(text.get(at), Some(b'p' | b'P')) {
+        let mut exp_at = at + 1;
+        let negative = match text.get(exp_at) {
+            Some(b'-') => {
+                exp_at += 1;
+                true
+            }
+            Some(b'+') => {
+                exp_at += 1;
+                false
+            }
+            _ => false,
+        };
+        let digits = text[exp_at.min(text.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits > 0 {
+            let exponent = text[exp_at..exp_at + digits].iter().fold(0i32, |acc, d| {
+                acc.saturating_mul(10).saturating_add(i32::from(d - b'0'))
+            });
+            value *= 2f64.powi(if negative { -exponent } else { exponent });
+            at = exp_at + digits;
+        }
+    }
+    (value, at)
+}
+
+impl TransportParams {
+    /// Looks up the settings of transport `name` the way qmgr_transport_create() does, in the
+    /// same order (so the first fatal error is the same). `params` supplies the fallbacks.
+    /// Bad feedback values are replaced by 1 and reported as warnings.
+    pub fn lookup(
+        config: &Config,
+        params: &Params,
+        name: &str,
+    ) -> Result<(TransportParams, Vec<TransportWarning>), ConfigError> {
+        let key = |suffix: &str| format!("{name}{suffix}");
+        let mut dest_concurrency_limit = config.get_int(
+            &key("_destination_concurrency_limit"),
+            params.default_destination_concurrency_limit,
+            0,
+            0,
+        )?;
+        let recipient_limit = config.get_int(
+            &key("_destination_recipient_limit"),
+            params.default_destination_recipient_limit,
+            0,
+            0,
+        )?;
+        let mut init_dest_concurrency = config.get_int(
+            &key("_initial_destination_concurrency"),
+            params.initial_destination_concurrency,
+            1,
+            0,
+        )?;
+        let transport_rate_delay = config.get_time_or_seconds(
+            &key("_transport_rate_delay"),
+            params.default_transport_rate_delay,
+            b's',
+            0,
+            0,
+        )?;
+        let destination_rate_delay = config.get_time_or_seconds(
+            &key("_destination_rate_delay"),
+            params.default_destination_rate_delay,
+            b's',
+            0,
+            0,
+        )?;
+        if destination_rate_delay > 0 {
+            dest_concurrency_limit = 1;
+        }
+        if dest_concurrency_limit != 0 && dest_concurrency_limit < init_dest_concurrency {
+            init_dest_concurrency = dest_concurrency_limit;
+        }
+        let mut warnings = Vec::new();
+        let positive_feedback = feedback(
+            config,
+            &key("_destination_concurrency_positive_feedback"),
+            "default_destination_concurrency_positive_feedback",
+            &params.default_destination_concurrency_positive_feedback,
+            &mut warnings,
+        )?;
+        let negative_feedback = feedback(
+            config,
+            &key("_destination_concurrency_negative_feedback"),
+            "default_destination_concurrency_negative_feedback",
+            &params.default_destination_concurrency_negative_feedback,
+            &mut warnings,
+        )?;
+        let failed_cohort_limit = config.get_int(
+            &key("_destination_concurrency_failed_cohort_limit"),
+            params.default_destination_concurrency_failed_cohort_limit,
+            0,
+            0,
+        )?;
+        Ok((
+            TransportParams {
+                name: name.to_string(),
+                dest_concurrency_limit,
+                recipient_limit,
+                init_dest_concurrency,
+                transport_rate_delay,
+                destination_rate_delay,
+                positive_feedback,
+                negative_feedback,
+                failed_cohort_limit,
+            },
+            warnings,
+        ))
+    }
+}
+
+/// qmgr_feedback_init(): the transport's value (else the default's value, expanded again),
+/// at least 1 byte long; unusable values become 1 with a warning.
+fn feedback(
+    config: &Config,
+    name: &str,
+    default_name: &str,
+    default_value: &[u8],
+    warnings: &mut Vec<TransportWarning>,
+) -> Result<Feedback, ConfigError> {
+    let value = config.get_str(name, default_value, 1, 0)?;
+    Ok(match parse_feedback(&value) {
+        Some(feedback) => feedback,
+        None => {
+            let parameter = if value != default_value {
+                name
+            } else {
+                default_name
+            };
+            warnings.push(TransportWarning {
+                parameter: parameter.to_string(),
+                value,
+            });
+            Feedback::Constant(1.0)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(main_cf: &str) -> (Config, Params) {
+        let config =
+            Config::from_main_cf("/etc/postfix", main_cf.as_bytes(), &[] as &[&str], b"vm")
+                .unwrap();
+        let params = Params::from_config(&config).unwrap();
+        (config, params)
+    }
+
+    fn lookup(main_cf: &str, transport: &str) -> (TransportParams, Vec<String>) {
+        let (config, params) = setup(main_cf);
+        let (found, warnings) = TransportParams::lookup(&config, &params, transport).unwrap();
+        (found, warnings.iter().map(|w| w.to_string()).collect())
+    }
+
+    #[test]
+    fn defaults_and_local_special_case() {
+        let (smtp, warnings) = lookup("", "smtp");
+        assert!(warnings.is_empty());
+        assert_eq!(smtp.dest_concurrency_limit, 20);
+        assert_eq!(smtp.recipient_limit, 50);
+        assert_eq!(smtp.init_dest_concurrency, 5);
+        assert_eq!(smtp.transport_rate_delay, 0);
+        assert_eq!(smtp.destination_rate_delay, 0);
+        assert_eq!(smtp.positive_feedback, Feedback::Constant(1.0));
+        assert_eq!(smtp.failed_cohort_limit, 1);
+        let (local, _) = lookup("", "local");
+        assert_eq!(local.dest_concurrency_limit, 2);
+        assert_eq!(local.recipient_limit, 1);
+        assert_eq!(local.init_dest_concurrency, 2);
+    }
+
+    #[test]
+    fn specific_values_fallbacks_and_derived_rules() {
+        let main_cf = "default_destination_concurrency_limit = 10\n\
+            relay_destination_concurrency_limit = 3\n\
+            relay_destination_recipient_limit = 0\n\
+            relay_transport_rate_delay = 2m\n\
+            slow_destination_rate_delay = 5\n\
+            slow_destination_concurrency_limit = 40\n\
+            my-filter_destination_concurrency_failed_cohort_limit = 7\n";
+        let (relay, _) = lookup(main_cf, "relay");
+        assert_eq!(relay.dest_concurrency_limit, 3);
+        assert_eq!(relay.init_dest_concurrency, 3);
+        assert_eq!(relay.recipient_limit, 0);
+        assert_eq!(relay.transport_rate_delay, 120);
+        let (slow, _) = lookup(main_cf, "slow");
+        assert_eq!(slow.destination_rate_delay, 5);
+        assert_eq!(slow.dest_concurrency_limit, 1);
+        assert_eq!(slow.init_dest_concurrency, 1);
+        let (filter, _) = lookup(main_cf, "my-filter");
+        assert_eq!(filter.dest_concurrency_limit, 10);
+        assert_eq!(filter.failed_cohort_limit, 7);
+        let (unlimited, _) = lookup("x_destination_concurrency_limit = 0\n", "x");
+        assert_eq!(unlimited.dest_concurrency_limit, 0);
+        assert_eq!(unlimited.init_dest_concurrency, 5);
+    }
+
+    #[test]
+    fn bad_values_are_fatal() {
+        let (config, params) =
+            setup("smtp_initial_destination_concurrency = 0\nrelay_destination_rate_delay = 1y\n");
+        assert_eq!(
+            TransportParams::lookup(&config, &params, "smtp")
+                .unwrap_err()
+                .to_string(),
+            "invalid smtp_initial_destination_concurrency parameter value 0 < 1"
+        );
+        assert_eq!(
+            TransportParams::lookup(&config, &params, "relay")
+                .unwrap_err()
+                .to_string(),
+            "parameter relay_destination_rate_delay: bad time value or unit: 1y"
+        );
+        let (config, params) = setup("smtp_destination_concurrency_negative_feedback =\n");
+        assert_eq!(
+            TransportParams::lookup(&config, &params, "smtp")
+                .unwrap_err()
+                .to_string(),
+            "bad string length 0 < 1: smtp_destination_concurrency_negative_feedback = "
+        );
+    }
+
+    #[test]
+    fn feedback_syntax() {
+        assert_eq!(parse_feedback(b"1"), Some(Feedback::Constant(1.0)));
+        assert_eq!(parse_feedback(b"0.5"), Some(Feedback::Constant(0.5)));
+        assert_eq!(parse_feedback(b"1/8"), Some(Feedback::Constant(0.125)));
+        assert_eq!(parse_feedback(b" 1 / 4"), Some(Feedback::Constant(0.25)));
+        assert_eq!(
+            parse_feedback(b"1/concurrency"),
+            Some(Feedback::PerConcurrency(1.0))
+        );
+        assert_eq!(parse_feedback(b"0.5abc"), Some(Feedback::Constant(0.5)));
+        assert_eq!(parse_feedback(b"0x.8"), Some(Feedback::Constant(0.5)));
+        assert_eq!(parse_feedback(b"5."), None);
+        assert_eq!(parse_feedback(b"1."), Some(Feedback::Constant(1.0)));
+        for bad in [
+            "",
+            "x",
+            "2",
+            "-1",
+            "1/",
+            "1/8 ",
+            "1/8x",
+            "1/0",
+            "1/sqrt_concurrency",
+            "nan",
+            "inf",
+            "2/concurrency",
+            "1/ 8 9",
+        ] {
+            assert_eq!(parse_feedback(bad.as_bytes()), None, "{bad:?}");
+        }
+        assert_eq!(Feedback::PerConcurrency(1.0).value(4), 0.25);
+        assert_eq!(Feedback::Constant(0.5).value(4), 0.5);
+    }
+
+    #[test]
+    fn feedback_warnings_name_the_parameter_that_holds_the_value() {
+        let (smtp, warnings) = lookup(
+            "smtp_destination_concurrency_positive_feedback = 3\n",
+            "smtp",
+        );
+        assert_eq!(smtp.positive_feedback, Feedback::Constant(1.0));
+        assert_eq!(
+            warnings,
+            ["smtp_destination_concurrency_positive_feedback: ignoring malformed or unreasonable feedback: 3"]
+        );
+        let (_, warnings) = lookup(
+            "default_destination_concurrency_negative_feedback = 1/0\n",
+            "smtp",
+        );
+        assert_eq!(
+            warnings,
+            ["default_destination_concurrency_negative_feedback: ignoring malformed or unreasonable feedback: 1/0"]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn feedback_parser_never_panics(input in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            let _ = parse_feedback(&input);
+        }
+
+        #[test]
+        fn feedback_soup_never_panics(input in "[0-9./ xpe+-]{0,20}") {
+            if let Some(Feedback::Constant(v) | Feedback::PerConcurrency(v)) = parse_feedback(input.as_bytes()) {
+                proptest::prop_assert!((0.0..=1.0).contains(&v));
+            }
+        }
+    }
+}
