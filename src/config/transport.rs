@@ -258,6 +258,23 @@ fn hex_float(text: &[u8]) -> (f64, usize) {
     (value, at)
 }
 
+impl Default for TransportParams {
+    /// Postfix 3.7's defaults for a transport with no settings of its own.
+    fn default() -> Self {
+        TransportParams {
+            name: String::new(),
+            dest_concurrency_limit: 20,
+            recipient_limit: 50,
+            init_dest_concurrency: 5,
+            transport_rate_delay: 0,
+            destination_rate_delay: 0,
+            positive_feedback: Feedback::Constant(1.0),
+            negative_feedback: Feedback::Constant(1.0),
+            failed_cohort_limit: 1,
+        }
+    }
+}
+
 impl TransportParams {
     /// Looks up the settings of transport `name` the way qmgr_transport_create() does, in the
     /// same order (so the first fatal error is the same). `params` supplies the fallbacks.

@@ -357,7 +357,7 @@ fn opened_in(events: &[ReadEvent]) -> Option<&Opened> {
 }
 
 /// The envelope of a queue file as qmgr holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Envelope {
     /// SIZE record; `content_length` already replaced by data_size when it was 0, and
     /// `qmgr_flags` the read flags (MIXED_RCPT_OTHER when the record had only 3 fields).
@@ -596,7 +596,7 @@ fn split_nameval(buf: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
         .position(|&b| !is_c_space(b))
         .unwrap_or(buf.len());
     let rest = buf.get(name_start..).unwrap_or(&[]);
-    if rest.first().map_or(true, |&b| b == b'=') {
+    if rest.first().is_none_or(|&b| b == b'=') {
         return Err("missing attribute name");
     }
     let name_len = rest
@@ -882,14 +882,14 @@ fn read_records<R: Read + Seek>(
             }
             b'A' => read_attribute(d, attr, curr, &mut have_log_client_attr),
             // C keys "seen" on a non-zero offset.
-            b'W' if d.warn.map_or(true, |w| w.offset == 0) => {
+            b'W' if d.warn.is_none_or(|w| w.offset == 0) => {
                 d.warn = Some(WarnRecord {
                     offset: curr,
                     time: parse_warn_time(start),
                 });
             }
             b'V' if d.verp.is_none() => {
-                if d.sender.as_ref().map_or(true, |s| s.is_empty()) {
+                if d.sender.as_ref().is_none_or(|s| s.is_empty()) {
                     d.warn(Warning::VerpNullSender);
                 } else if !verp_ok(start, options.verp_delimiter_filter) {
                     d.warn(Warning::BadVerp(start.to_vec()));

@@ -559,7 +559,7 @@ pub fn c_atoi(s: &[u8]) -> i32 {
 }
 
 /// The SIZE record (first record of a queue file). `%15ld` x 6, so 95 bytes of data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SizeRecord {
     /// Offset of the `X` record minus `data_offset`.
     pub data_size: i64,

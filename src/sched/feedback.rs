@@ -2,33 +2,10 @@
 //! trouble and shrinks after one that reports a hop problem (slow start, then additive
 //! increase and decrease per `<transport>_destination_concurrency_{positive,negative}_feedback`).
 
-/// A configured feedback amount.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Feedback {
-    /// `N` or `N/M`: the same amount at any window.
-    Constant(f64),
-    /// `N/concurrency`: the amount divided by the current window.
-    PerConcurrency(f64),
-}
-
-impl Default for Feedback {
-    fn default() -> Self {
-        Feedback::Constant(1.0)
-    }
-}
+pub use crate::config::transport::Feedback;
 
 /// Postfix's hysteresis is fixed at 1 window slot.
-pub const HYSTERESIS: f64 = 1.0;
-
-impl Feedback {
-    /// The amount at the given window.
-    pub fn value(self, window: i32) -> f64 {
-        match self {
-            Feedback::Constant(v) => v,
-            Feedback::PerConcurrency(v) => v / f64::from(window.max(1)),
-        }
-    }
-}
+const HYSTERESIS: f64 = Feedback::HYSTERESIS as f64;
 
 /// The window arithmetic of one destination, separated from the queue so that it is testable
 /// on its own. `window > 0` is a ready destination.
@@ -56,7 +33,7 @@ impl WindowState {
     pub fn positive(&mut self, feedback: Feedback, limit: i32, initial: i32, busy: i32) {
         self.fail_cohorts = 0.0;
         if (limit == 0 || limit > self.window) && self.window < busy + initial {
-            let fb = feedback.value(self.window);
+            let fb = feedback.value(self.window.max(1));
             self.success += fb;
             while self.success + fb / 2.0 >= HYSTERESIS {
                 self.window += 1;
@@ -81,7 +58,7 @@ impl WindowState {
             self.window = 0;
             return true;
         }
-        let fb = feedback.value(self.window);
+        let fb = feedback.value(self.window.max(1));
         self.failure -= fb;
         while self.failure - fb / 2.0 < 0.0 {
             self.window -= 1;
@@ -140,13 +117,21 @@ mod tests {
 
     #[test]
     fn wider_windows_shrink_until_a_whole_cohort_failed() {
+        // As in the C daemon, the first failure after a fresh start costs two slots (the
+        // failure credit starts at 0), later ones one slot each; the cohorts 1/4 + 1/2 + 1/1
+        // reach the limit on the third.
         let mut w = WindowState::new(4);
-        // 1/4 + 1/3 + 1/2 = 1.083: the third failure kills it.
-        assert!(!w.negative(Feedback::Constant(1.0), 1));
-        assert_eq!(w.window, 3);
         assert!(!w.negative(Feedback::Constant(1.0), 1));
         assert_eq!(w.window, 2);
+        assert!(!w.negative(Feedback::Constant(1.0), 1));
+        assert_eq!(w.window, 1);
         assert!(w.negative(Feedback::Constant(1.0), 1));
+        // Without a cohort limit the window stops at 1.
+        let mut w = WindowState::new(3);
+        for _ in 0..5 {
+            assert!(!w.negative(Feedback::Constant(1.0), 0));
+        }
+        assert_eq!(w.window, 1);
     }
 
     #[test]
@@ -155,6 +140,8 @@ mod tests {
         w.positive(Feedback::PerConcurrency(1.0), 0, 5, 4);
         assert_eq!(w.window, 4);
         w.positive(Feedback::PerConcurrency(1.0), 0, 5, 4);
+        w.positive(Feedback::PerConcurrency(1.0), 0, 5, 4);
+        assert_eq!(w.window, 4);
         w.positive(Feedback::PerConcurrency(1.0), 0, 5, 4);
         assert_eq!(w.window, 5);
     }

@@ -19,13 +19,14 @@ pub mod slab;
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::config::transport::TransportParams;
 use crate::proto::deliver::{request_flags, DeliveryReply, DeliveryRequest};
 use crate::proto::dsn::Dsn;
 use crate::proto::msg_stats::{MsgStats, Timeval};
 use crate::proto::recipient::Recipient;
 use crate::queue::envelope::Envelope;
 
-use feedback::{Feedback, WindowState};
+use feedback::WindowState;
 use route::Route;
 use slab::{Id, Slab};
 
@@ -102,40 +103,6 @@ impl Default for SchedConfig {
             recipient_delimiter: Vec::new(),
             verify_pending_limit: 5000,
             owner_request_special: true,
-        }
-    }
-}
-
-/// The per-transport parameters (`<transport>_destination_concurrency_limit` and friends),
-/// already resolved with their fallbacks and derived rules.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TransportLimits {
-    /// 0 = unlimited.
-    pub concurrency_limit: i32,
-    /// Recipients per delivery request; 0 = unlimited.
-    pub recipient_limit: i32,
-    pub initial_concurrency: i32,
-    /// Seconds between deliveries per transport (0 = off).
-    pub transport_rate_delay: u64,
-    /// Seconds between deliveries per destination (0 = off).
-    pub destination_rate_delay: u64,
-    pub positive_feedback: Feedback,
-    pub negative_feedback: Feedback,
-    /// 0 = never declare a destination dead.
-    pub failed_cohort_limit: i32,
-}
-
-impl Default for TransportLimits {
-    fn default() -> Self {
-        TransportLimits {
-            concurrency_limit: 20,
-            recipient_limit: 50,
-            initial_concurrency: 5,
-            transport_rate_delay: 0,
-            destination_rate_delay: 0,
-            positive_feedback: Feedback::default(),
-            negative_feedback: Feedback::default(),
-            failed_cohort_limit: 1,
         }
     }
 }
@@ -252,7 +219,7 @@ impl DestQueue {
 #[derive(Debug)]
 struct Transport {
     name: Vec<u8>,
-    limits: TransportLimits,
+    limits: TransportParams,
     dead: bool,
     rate_lock: bool,
     /// Connection attempts in progress (at most 2).
@@ -268,7 +235,7 @@ struct Transport {
 const MAX_PENDING: u32 = 2;
 
 /// The per-transport parameter lookup: pure (configuration data in, limits out).
-pub type LimitsLookup = Box<dyn Fn(&[u8]) -> TransportLimits>;
+pub type LimitsLookup = Box<dyn Fn(&[u8]) -> TransportParams>;
 
 /// The active queue.
 pub struct Scheduler {
@@ -413,7 +380,7 @@ impl Scheduler {
         let initial = self
             .transports
             .get(t.0)
-            .map_or(1, |x| x.limits.initial_concurrency.max(1));
+            .map_or(1, |x| x.limits.init_dest_concurrency.max(1));
         let q = DestRef(self.queues.insert(DestQueue {
             name: name.to_vec(),
             nexthop: nexthop.to_vec(),
@@ -537,7 +504,10 @@ impl Scheduler {
         placed.sort_by(|(qa, ra), (qb, rb)| {
             let key = |q: &DestRef| {
                 self.queues.get(q.0).map(|x| {
-                    let tname = self.transports.get(x.transport.0).map(|t| t.name.as_slice());
+                    let tname = self
+                        .transports
+                        .get(x.transport.0)
+                        .map(|t| t.name.as_slice());
                     (tname, x.name.as_slice())
                 })
             };
@@ -628,7 +598,7 @@ impl Scheduler {
         if share < 0.9 {
             lines.push("this may slow down other mail deliveries".into());
         }
-        let limit = transport.limits.concurrency_limit;
+        let limit = transport.limits.dest_concurrency_limit;
         if limit > 0 && limit as u32 <= queue.busy + 1 {
             lines.push(format!(
                 "you may need to increase the main.cf {tname}_destination_concurrency_limit from {limit}"
@@ -717,13 +687,17 @@ impl Scheduler {
     /// A connection to the transport's agent completed and the agent announced itself: pick
     /// the next destination (round-robin) and its oldest entry. `None`: nothing to send any
     /// more; close the connection.
-    pub fn agent_ready(&mut self, now: u64, t: TransportRef) -> Option<(EntryRef, DeliveryRequest)> {
+    pub fn agent_ready(
+        &mut self,
+        now: u64,
+        t: TransportRef,
+    ) -> Option<(EntryRef, DeliveryRequest)> {
         let x = self.transports.get_mut(t.0)?;
         x.pending = x.pending.saturating_sub(1);
         let position = x.queues.iter().position(|q| {
-            self.queues
-                .get(q.0)
-                .is_some_and(|queue| queue.state.window > queue.busy as i32 && !queue.todo.is_empty())
+            self.queues.get(q.0).is_some_and(|queue| {
+                queue.state.window > queue.busy as i32 && !queue.todo.is_empty()
+            })
         })?;
         let q = x.queues.remove(position)?;
         x.queues.push_back(q);
@@ -887,7 +861,11 @@ impl Scheduler {
         let Some(queue) = self.queues.get(q.0) else {
             return;
         };
-        let Some(limits) = self.transports.get(queue.transport.0).map(|t| t.limits) else {
+        let Some(limits) = self
+            .transports
+            .get(queue.transport.0)
+            .map(|t| t.limits.clone())
+        else {
             return;
         };
         if queue.dead() {
@@ -899,8 +877,8 @@ impl Scheduler {
                 let busy = queue.busy as i32;
                 queue.state.positive(
                     limits.positive_feedback,
-                    limits.concurrency_limit,
-                    limits.initial_concurrency,
+                    limits.dest_concurrency_limit,
+                    limits.init_dest_concurrency,
                     busy,
                 );
             }
@@ -911,7 +889,11 @@ impl Scheduler {
         let Some(queue) = self.queues.get(q.0) else {
             return;
         };
-        let Some(limits) = self.transports.get(queue.transport.0).map(|t| t.limits) else {
+        let Some(limits) = self
+            .transports
+            .get(queue.transport.0)
+            .map(|t| t.limits.clone())
+        else {
             return;
         };
         let min_backoff = self.cfg.min_backoff;
@@ -944,7 +926,7 @@ impl Scheduler {
         let initial = self
             .transports
             .get(queue.transport.0)
-            .map_or(1, |t| t.limits.initial_concurrency.max(1));
+            .map_or(1, |t| t.limits.init_dest_concurrency.max(1));
         if let Some(queue) = self.queues.get_mut(q.0) {
             let busy = queue.busy as i32;
             queue.state.revive(busy, initial);
@@ -1057,7 +1039,9 @@ impl Scheduler {
                 .queues
                 .get(q.0)
                 .and_then(|x| self.transports.get(x.transport.0))
-                .map_or(0, |t| t.limits.destination_rate_delay);
+                .map_or(0, |t| {
+                    u64::try_from(t.limits.destination_rate_delay).unwrap_or(0)
+                });
             if let Some(queue) = self.queues.get_mut(q.0) {
                 queue.last_done = now;
             }
@@ -1077,10 +1061,7 @@ impl Scheduler {
             }
         }
         if let Some(queue) = self.queues.get(q.0) {
-            if queue.empty()
-                && queue.dead()
-                && self.queues.len() > 2 * self.cfg.recipient_limit
-            {
+            if queue.empty() && queue.dead() && self.queues.len() > 2 * self.cfg.recipient_limit {
                 // Too many dead destinations cached: forget this one.
                 self.queue_revive(q);
             }
@@ -1190,3 +1171,6 @@ pub struct QueueStatus {
     pub busy: usize,
     pub dead_reason: Option<Vec<u8>>,
 }
+
+#[cfg(test)]
+mod tests;

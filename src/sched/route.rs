@@ -220,7 +220,10 @@ mod tests {
     #[test]
     fn verp_senders_match_the_capture() {
         let r = rcpt("v1@d1.lab", "v1@d1.lab");
-        assert_eq!(verp_sender(b"+=", b"sender@src.lab", &r), b"sender+v1=d1.lab@src.lab");
+        assert_eq!(
+            verp_sender(b"+=", b"sender@src.lab", &r),
+            b"sender+v1=d1.lab@src.lab"
+        );
         let r = rcpt("x@y", "");
         assert_eq!(verp_sender(b"+=", b"owner", &r), b"owner+x=y");
     }
@@ -248,20 +251,40 @@ mod tests {
     #[test]
     fn filter_nexthop_fallbacks() {
         let r = Route::for_filter(b"scan:[127.0.0.1]:10025", b"a@b", b"", b"me");
-        assert_eq!((r.transport.as_slice(), r.nexthop.as_slice()), (&b"scan"[..], &b"[127.0.0.1]:10025"[..]));
-        assert_eq!(Route::for_filter(b"scan", b"a@b.lab", b"", b"me").nexthop, b"b.lab");
+        assert_eq!(
+            (r.transport.as_slice(), r.nexthop.as_slice()),
+            (&b"scan"[..], &b"[127.0.0.1]:10025"[..])
+        );
+        assert_eq!(
+            Route::for_filter(b"scan", b"a@b.lab", b"", b"me").nexthop,
+            b"b.lab"
+        );
         assert_eq!(Route::for_filter(b"scan:", b"a", b"", b"me").nexthop, b"me");
-        assert_eq!(Route::for_filter(b"scan", b"a@b", b"dflt", b"me").nexthop, b"dflt");
+        assert_eq!(
+            Route::for_filter(b"scan", b"a@b", b"dflt", b"me").nexthop,
+            b"dflt"
+        );
     }
 
     #[test]
     fn per_recipient_queues_for_limit_one_transports() {
         let q = |t: &[u8], limit, addr: &[u8]| {
-            queue_name(t, limit, b"Example.COM", addr, b"+-", b"double-bounce", true)
+            queue_name(
+                t,
+                limit,
+                b"Example.COM",
+                addr,
+                b"+-",
+                b"double-bounce",
+                true,
+            )
         };
         assert_eq!(q(b"local", 1, b"Joe+foo@example.com"), b"joe@example.com");
         assert_eq!(q(b"local", 1, b"owner-list@x"), b"owner-list@example.com");
-        assert_eq!(q(b"local", 1, b"list-request@x"), b"list-request@example.com");
+        assert_eq!(
+            q(b"local", 1, b"list-request@x"),
+            b"list-request@example.com"
+        );
         assert_eq!(q(b"local", 1, b"+x@x"), b"+x@example.com");
         assert_eq!(q(b"smtp", 50, b"joe@x"), b"example.com");
         assert_eq!(q(b"retry", 1, b"joe@x"), b"example.com");

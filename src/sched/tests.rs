@@ -1,0 +1,517 @@
+//! Scheduling scenarios on a virtual clock: what an administrator would see happen to mail.
+
+use super::*;
+use crate::proto::rewrite::resolve_flags;
+
+fn limits_with(initial: i32, limit: i32, rcpt_limit: i32) -> LimitsLookup {
+    Box::new(move |name: &[u8]| TransportParams {
+        name: String::from_utf8_lossy(name).into_owned(),
+        dest_concurrency_limit: limit,
+        recipient_limit: if name == b"local" { 1 } else { rcpt_limit },
+        init_dest_concurrency: initial.min(if limit > 0 { limit } else { initial }),
+        ..TransportParams::default()
+    })
+}
+
+fn sched() -> Scheduler {
+    Scheduler::new(SchedConfig::default(), limits_with(5, 20, 50))
+}
+
+fn envelope(sender: &str) -> Envelope {
+    Envelope {
+        sender: sender.as_bytes().to_vec(),
+        rewrite_context: b"local".to_vec(),
+        ..Envelope::default()
+    }
+}
+
+fn smtp_route(address: &str) -> (Recipient, Route) {
+    let domain = address.rsplit('@').next().unwrap_or("");
+    route_to("smtp", domain, address)
+}
+
+fn route_to(transport: &str, nexthop: &str, address: &str) -> (Recipient, Route) {
+    (
+        Recipient {
+            address: address.as_bytes().to_vec(),
+            original: address.as_bytes().to_vec(),
+            ..Recipient::default()
+        },
+        Route {
+            transport: transport.as_bytes().to_vec(),
+            nexthop: nexthop.as_bytes().to_vec(),
+            address: address.as_bytes().to_vec(),
+            flags: resolve_flags::CLASS_DEFAULT,
+        },
+    )
+}
+
+fn add(s: &mut Scheduler, id: &str, routes: Vec<(Recipient, Route)>) -> MessageRef {
+    let m = s.add_message(
+        id.as_bytes().to_vec(),
+        envelope("sender@src.lab"),
+        Timeval::default(),
+        0,
+    );
+    s.assign(0, m, routes);
+    m
+}
+
+fn connects(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Connect { name, .. } => Some(String::from_utf8_lossy(name).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn transport_of(actions: &[Action], name: &str) -> Option<TransportRef> {
+    actions.iter().find_map(|a| match a {
+        Action::Connect { transport, name: n } if n == name.as_bytes() => Some(*transport),
+        _ => None,
+    })
+}
+
+fn done_messages(actions: &[Action]) -> Vec<MessageRef> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::MessageDone(m) => Some(*m),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ok_reply() -> DeliveryReply {
+    DeliveryReply::default()
+}
+
+fn defer_reply(status: &str, reason: &str) -> DeliveryReply {
+    DeliveryReply {
+        hop_status: Dsn {
+            status: status.as_bytes().to_vec(),
+            reason: reason.as_bytes().to_vec(),
+            ..Dsn::default()
+        },
+        status: -1,
+    }
+}
+
+#[test]
+fn recipients_are_grouped_per_destination_and_delivered() {
+    let mut s = sched();
+    let m = add(
+        &mut s,
+        "A1",
+        vec![
+            smtp_route("a@d1.lab"),
+            smtp_route("b@d2.lab"),
+            smtp_route("c@d1.lab"),
+        ],
+    );
+    assert_eq!(s.recipient_count(), 3);
+    s.drain();
+    let actions = s.take_actions();
+    // Two destinations with work: smtp gets its two pending connections.
+    assert_eq!(connects(&actions), vec!["smtp", "smtp"]);
+    let t = transport_of(&actions, "smtp").unwrap();
+    let (e1, r1) = s.agent_ready(1000, t).unwrap();
+    let (e2, r2) = s.agent_ready(1000, t).unwrap();
+    let mut got = vec![
+        (r1.nexthop.clone(), r1.recipients.len()),
+        (r2.nexthop.clone(), r2.recipients.len()),
+    ];
+    got.sort();
+    assert_eq!(got, vec![(b"d1.lab".to_vec(), 2), (b"d2.lab".to_vec(), 1)]);
+    assert_eq!(r1.queue_name, b"active");
+    assert_eq!(r1.queue_id, b"A1");
+    assert_eq!(r1.flags, 3);
+    assert_eq!(r1.sender, b"sender@src.lab");
+    s.agent_reply(1001, e1, Some(&ok_reply()));
+    assert!(done_messages(&s.take_actions()).is_empty());
+    s.agent_reply(1001, e2, Some(&ok_reply()));
+    assert_eq!(done_messages(&s.take_actions()), vec![m]);
+    let msg = s.remove_message(m).unwrap();
+    assert!(!msg.deferred);
+    assert_eq!(s.recipient_count(), 0);
+    assert_eq!(s.queue_count(), 0, "empty live destinations are forgotten");
+}
+
+#[test]
+fn recipient_limit_splits_entries_and_verp_sends_one_recipient_each() {
+    let mut s = Scheduler::new(SchedConfig::default(), limits_with(5, 20, 2));
+    add(
+        &mut s,
+        "B1",
+        (0..5)
+            .map(|i| smtp_route(&format!("u{i}@d1.lab")))
+            .collect(),
+    );
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let sizes: Vec<usize> = std::iter::from_fn(|| s.agent_ready(0, t))
+        .map(|(_, r)| r.recipients.len())
+        .collect();
+    assert_eq!(sizes, vec![2, 2, 1]);
+
+    let mut s = sched();
+    let mut env = envelope("sender@src.lab");
+    env.verp_delimiters = Some(b"+=".to_vec());
+    let m = s.add_message(b"V1".to_vec(), env, Timeval::default(), 0);
+    s.assign(0, m, vec![smtp_route("v1@d1.lab"), smtp_route("v2@d1.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (_, a) = s.agent_ready(0, t).unwrap();
+    let (_, b) = s.agent_ready(0, t).unwrap();
+    assert_eq!(a.recipients.len(), 1);
+    assert_eq!(a.sender, b"sender+v1=d1.lab@src.lab");
+    assert_eq!(b.sender, b"sender+v2=d1.lab@src.lab");
+}
+
+#[test]
+fn concurrency_starts_at_the_initial_window_and_grows_with_success() {
+    let mut s = sched();
+    for i in 0..40 {
+        add(
+            &mut s,
+            &format!("M{i}"),
+            vec![smtp_route(&format!("u{i}@big.lab"))],
+        );
+    }
+    let mut busy = Vec::new();
+    let mut max_busy = 0;
+    for round in 0..200u64 {
+        s.drain();
+        for a in s.take_actions() {
+            if let Action::Connect { transport, .. } = a {
+                if let Some((e, _)) = s.agent_ready(round, transport) {
+                    busy.push(e);
+                }
+            }
+        }
+        let status = s.queue_status(b"smtp", b"big.lab");
+        if let Some(st) = &status {
+            assert!(
+                st.busy as i32 <= st.window,
+                "never more deliveries than the window"
+            );
+            if round == 0 {
+                assert_eq!(
+                    st.window, 5,
+                    "slow start at initial_destination_concurrency"
+                );
+            }
+        }
+        max_busy = max_busy.max(busy.len());
+        if let Some(e) = busy.pop() {
+            s.agent_reply(round, e, Some(&ok_reply()));
+        }
+        if busy.is_empty() && status.is_none() {
+            break;
+        }
+    }
+    assert!(max_busy >= 5);
+    assert_eq!(s.recipient_count(), 0);
+    assert_eq!(s.message_count(), 40, "all done, awaiting completion");
+}
+
+#[test]
+fn a_failed_cohort_kills_the_destination_and_parks_its_mail_behind_retry() {
+    // The lab's scenario C: smtp_initial_destination_concurrency=1, one failure.
+    let mut s = Scheduler::new(SchedConfig::default(), limits_with(1, 20, 50));
+    let m1 = add(&mut s, "C1", vec![smtp_route("x@dead.lab")]);
+    let m2 = add(&mut s, "C2", vec![smtp_route("y@dead.lab")]);
+    s.drain();
+    let actions = s.take_actions();
+    assert_eq!(connects(&actions), vec!["smtp"], "window 1: one connection");
+    let t = transport_of(&actions, "smtp").unwrap();
+    let (e, _) = s.agent_ready(0, t).unwrap();
+    s.agent_reply(
+        10,
+        e,
+        Some(&defer_reply(
+            "4.4.1",
+            "connect to dead.lab: Connection refused",
+        )),
+    );
+    let actions = s.take_actions();
+    assert!(
+        actions.iter().any(|a| matches!(
+            a,
+            Action::ArmTimer {
+                at: 310,
+                timer: Timer::ReviveQueue(..)
+            }
+        )),
+        "dead for minimal_backoff_time"
+    );
+    assert_eq!(done_messages(&actions), vec![m1]);
+    assert!(s.message(m1).unwrap().deferred);
+    let st = s.queue_status(b"smtp", b"dead.lab").unwrap();
+    assert_eq!(st.window, 0);
+    assert_eq!(
+        st.dead_reason.unwrap(),
+        b"delivery temporarily suspended: connect to dead.lab: Connection refused"
+    );
+    // The second message now goes to retry with the dead destination's reason as next hop.
+    s.drain();
+    let actions = s.take_actions();
+    assert_eq!(connects(&actions), vec!["retry"]);
+    let retry = transport_of(&actions, "retry").unwrap();
+    let (e2, r) = s.agent_ready(10, retry).unwrap();
+    assert_eq!(
+        r.nexthop,
+        b"4.4.1 delivery temporarily suspended: connect to dead.lab: Connection refused"
+    );
+    s.agent_reply(10, e2, Some(&defer_reply("", "")));
+    assert_eq!(done_messages(&s.take_actions()), vec![m2]);
+    // New mail for the dead destination is routed to retry at once (status cache).
+    let m3 = add(&mut s, "C3", vec![smtp_route("z@dead.lab")]);
+    s.drain();
+    assert_eq!(connects(&s.take_actions()), vec!["retry"]);
+    assert!(s.message(m3).is_some());
+}
+
+#[test]
+fn dead_destination_revives_after_minimal_backoff_time() {
+    let mut s = Scheduler::new(SchedConfig::default(), limits_with(1, 20, 50));
+    add(&mut s, "D1", vec![smtp_route("x@d.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (e, _) = s.agent_ready(0, t).unwrap();
+    s.agent_reply(0, e, Some(&defer_reply("4.4.1", "refused")));
+    let timer = s
+        .take_actions()
+        .into_iter()
+        .find_map(|a| match a {
+            Action::ArmTimer { at, timer } => Some((at, timer)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(timer.0, 300);
+    assert_eq!(s.queue_status(b"smtp", b"d.lab").unwrap().window, 0);
+    s.timer(300, timer.1);
+    assert!(
+        s.queue_status(b"smtp", b"d.lab").is_none(),
+        "revived and empty: forgotten"
+    );
+    // A stale copy of the timer is harmless.
+    s.timer(301, timer.1);
+}
+
+#[test]
+fn unavailable_transport_defers_to_retry_and_is_skipped_until_retry_time() {
+    let mut s = sched();
+    let m1 = add(&mut s, "E1", vec![route_to("nosuch", "d1.lab", "a@d1.lab")]);
+    s.drain();
+    let actions = s.take_actions();
+    let t = transport_of(&actions, "nosuch").unwrap();
+    s.agent_unavailable(5, t);
+    let actions = s.take_actions();
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::ArmTimer {
+            at: 65,
+            timer: Timer::ReviveTransport(..)
+        }
+    )));
+    assert!(s.transport_dead(b"nosuch"));
+    s.drain();
+    let actions = s.take_actions();
+    assert_eq!(connects(&actions), vec!["retry"]);
+    let retry = transport_of(&actions, "retry").unwrap();
+    let (e, r) = s.agent_ready(5, retry).unwrap();
+    assert_eq!(r.nexthop, b"4.3.0 mail transport unavailable");
+    s.agent_reply(5, e, Some(&defer_reply("", "")));
+    assert_eq!(done_messages(&s.take_actions()), vec![m1]);
+    // The next message for the dead transport makes no connection attempt to it.
+    add(&mut s, "E2", vec![route_to("nosuch", "d1.lab", "b@d1.lab")]);
+    s.drain();
+    assert_eq!(connects(&s.take_actions()), vec!["retry"]);
+}
+
+#[test]
+fn crashing_agent_defers_and_throttles_the_destination() {
+    let mut s = Scheduler::new(SchedConfig::default(), limits_with(1, 20, 50));
+    let m = add(&mut s, "F1", vec![smtp_route("a@d1.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (e, _) = s.agent_ready(0, t).unwrap();
+    s.agent_reply(0, e, None);
+    assert_eq!(done_messages(&s.take_actions()), vec![m]);
+    assert!(s.message(m).unwrap().deferred);
+    let st = s.queue_status(b"smtp", b"d1.lab").unwrap();
+    assert_eq!(
+        st.dead_reason.unwrap(),
+        b"delivery temporarily suspended: unknown mail transport error"
+    );
+}
+
+#[test]
+fn resolver_verdicts_defer_transports_and_null_recipients() {
+    let cfg = SchedConfig {
+        defer_transports: vec![b"slow".to_vec()],
+        ..SchedConfig::default()
+    };
+    let mut s = Scheduler::new(cfg, limits_with(5, 20, 50));
+    let (r1, mut bad) = smtp_route("bad@x");
+    bad.flags |= resolve_flags::ERROR;
+    let (r2, mut fail) = smtp_route("fail@x");
+    fail.flags |= resolve_flags::FAIL;
+    let deferred = route_to("slow", "d1.lab", "c@d1.lab");
+    let mut null = smtp_route("n@x");
+    null.0.address.clear();
+    null.1.address.clear();
+    add(&mut s, "G1", vec![(r1, bad), (r2, fail), deferred, null]);
+    assert!(s
+        .queue_status(b"error", b"5.1.3 bad address syntax")
+        .is_some());
+    assert!(s
+        .queue_status(b"error", b"5.1.3 null recipient address")
+        .is_some());
+    assert!(s
+        .queue_status(b"retry", b"4.3.0 address resolver failure")
+        .is_some());
+    assert!(s
+        .queue_status(b"retry", b"4.3.2 deferred transport")
+        .is_some());
+}
+
+#[test]
+fn double_bounce_to_the_local_double_bounce_address_is_discarded() {
+    let mut s = sched();
+    let (r, mut route) = route_to("local", "host", "double-bounce@host");
+    route.flags = resolve_flags::CLASS_LOCAL;
+    let m = add(&mut s, "H1", vec![(r, route)]);
+    let actions = s.take_actions();
+    assert!(matches!(actions[0], Action::DiscardRecipient { .. }));
+    assert_eq!(done_messages(&actions), vec![m]);
+}
+
+#[test]
+fn per_recipient_queues_for_local_delivery() {
+    let cfg = SchedConfig {
+        recipient_delimiter: b"+".to_vec(),
+        ..SchedConfig::default()
+    };
+    let mut s = Scheduler::new(cfg, limits_with(5, 20, 50));
+    add(
+        &mut s,
+        "L1",
+        vec![
+            route_to("local", "host", "joe+a@host"),
+            route_to("local", "host", "joe+b@host"),
+            route_to("local", "host", "ann@host"),
+        ],
+    );
+    assert_eq!(s.queue_status(b"local", b"joe@host").unwrap().todo, 2);
+    assert_eq!(s.queue_status(b"local", b"ann@host").unwrap().todo, 1);
+}
+
+#[test]
+fn transports_are_served_round_robin() {
+    let mut s = sched();
+    for i in 0..4 {
+        add(
+            &mut s,
+            &format!("R{i}"),
+            vec![route_to("discard", "d", &format!("a{i}@d"))],
+        );
+        add(
+            &mut s,
+            &format!("S{i}"),
+            vec![smtp_route(&format!("b{i}@e"))],
+        );
+    }
+    s.drain();
+    let names = connects(&s.take_actions());
+    // Both transports get their two pending connections, alternating.
+    assert_eq!(names.len(), 4);
+    assert_eq!(names.iter().filter(|n| *n == "smtp").count(), 2);
+    assert_ne!(names[0], names[1]);
+}
+
+#[test]
+fn destination_rate_delay_spaces_deliveries() {
+    let limits: LimitsLookup = Box::new(|name: &[u8]| TransportParams {
+        name: String::from_utf8_lossy(name).into_owned(),
+        dest_concurrency_limit: 1,
+        init_dest_concurrency: 1,
+        destination_rate_delay: 30,
+        ..TransportParams::default()
+    });
+    let mut s = Scheduler::new(SchedConfig::default(), limits);
+    add(&mut s, "T1", vec![smtp_route("a@d")]);
+    add(&mut s, "T2", vec![smtp_route("b@d")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (e, _) = s.agent_ready(100, t).unwrap();
+    s.agent_reply(100, e, Some(&ok_reply()));
+    let timer = s
+        .take_actions()
+        .into_iter()
+        .find_map(|a| match a {
+            Action::ArmTimer { at, timer } => Some((at, timer)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(timer.0, 130);
+    assert_eq!(s.queue_status(b"smtp", b"d").unwrap().window, -1);
+    s.drain();
+    assert!(
+        connects(&s.take_actions()).is_empty(),
+        "suspended until the delay passed"
+    );
+    s.timer(130, timer.1);
+    s.drain();
+    assert_eq!(connects(&s.take_actions()), vec!["smtp"]);
+}
+
+#[test]
+fn flush_revives_dead_transports_and_destinations() {
+    let mut s = Scheduler::new(SchedConfig::default(), limits_with(1, 20, 50));
+    add(&mut s, "F1", vec![smtp_route("a@d1.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (e, _) = s.agent_ready(0, t).unwrap();
+    s.agent_reply(0, e, Some(&defer_reply("4.4.1", "refused")));
+    assert_eq!(s.queue_status(b"smtp", b"d1.lab").unwrap().window, 0);
+    s.revive_all();
+    assert!(s.queue_status(b"smtp", b"d1.lab").is_none());
+}
+
+#[test]
+fn import_stops_at_the_active_queue_limits() {
+    let cfg = SchedConfig {
+        active_limit: 3,
+        ..SchedConfig::default()
+    };
+    let mut s = Scheduler::new(cfg, limits_with(5, 20, 50));
+    for i in 0..3 {
+        assert!(s.can_import());
+        add(&mut s, &format!("Q{i}"), vec![smtp_route("a@b")]);
+    }
+    assert!(!s.can_import());
+}
+
+#[test]
+fn back_to_back_deliveries_ask_agents_to_cache_connections() {
+    let mut s = sched();
+    for i in 0..3 {
+        add(
+            &mut s,
+            &format!("K{i}"),
+            vec![smtp_route(&format!("u{i}@d.lab"))],
+        );
+    }
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (e, first) = s.agent_ready(1000, t).unwrap();
+    assert_eq!(first.flags, 3, "first delivery: no caching");
+    s.agent_reply(1000, e, Some(&ok_reply()));
+    let (_, second) = s.agent_ready(1001, t).unwrap();
+    let conn = request_flags::CONN_LOAD | request_flags::CONN_STORE;
+    assert_eq!(second.flags & conn, conn, "back to back: load and store");
+}
