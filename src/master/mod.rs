@@ -3,10 +3,13 @@
 //!
 //! Everything here is pure; the daemon loop owns the file descriptors.
 
+pub mod fds;
 pub mod flow;
 pub mod options;
+pub mod process;
 pub mod status;
 pub mod trigger;
+pub mod watchdog;
 
 /// Inherited descriptors, fixed by master(8).
 pub const FLOW_READ_FD: i32 = 3;
