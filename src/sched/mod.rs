@@ -13,6 +13,7 @@
 //! transports parked behind the `retry` transport until their back-off timer revives them, and
 //! a destination status cache in the form of dead queues that outlive their last entry.
 
+pub mod complete;
 pub mod feedback;
 pub mod route;
 pub mod slab;
@@ -85,6 +86,33 @@ pub struct SchedConfig {
     pub verify_pending_limit: usize,
     /// owner_request_special: owner-* and *-request keep their `-`.
     pub owner_request_special: bool,
+}
+
+impl SchedConfig {
+    /// The scheduler's share of main.cf.
+    pub fn from_params(p: &crate::config::Params) -> SchedConfig {
+        let count = |v: i32| usize::try_from(v).unwrap_or(0);
+        let secs = |v: i32| u64::try_from(v).unwrap_or(0);
+        SchedConfig {
+            active_limit: count(p.qmgr_message_active_limit),
+            recipient_limit: count(p.qmgr_message_recipient_limit),
+            defer_transports: p
+                .defer_transports
+                .split(|c| b", \t\r\n".contains(c))
+                .filter(|w| !w.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect(),
+            min_backoff: secs(p.minimal_backoff_time),
+            transport_retry_time: secs(p.transport_retry_time),
+            clog_warn_time: secs(p.qmgr_clog_warn_time),
+            helpful_warnings: p.helpful_warnings,
+            smtputf8_enable: p.smtputf8_enable,
+            double_bounce_sender: p.double_bounce_sender.clone(),
+            recipient_delimiter: p.recipient_delimiter.clone(),
+            verify_pending_limit: count(p.address_verify_pending_request_limit),
+            owner_request_special: p.owner_request_special,
+        }
+    }
 }
 
 impl Default for SchedConfig {
