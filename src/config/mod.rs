@@ -154,7 +154,7 @@ impl Config {
         let path = format!("{dir}/main.cf");
         let text = std::fs::read(&path).map_err(|err| ConfigError::Open {
             path: path.clone(),
-            reason: strerror(&err),
+            reason: crate::maillog::strerror(&err),
         })?;
         Config::from_main_cf(&dir, &text, overrides, &host_name())
     }
@@ -341,15 +341,6 @@ impl Config {
 
     fn get_table_str(&self, spec: &ParamSpec) -> Result<Vec<u8>, ConfigError> {
         self.get_str(spec.name, b"", spec.min, spec.max)
-    }
-}
-
-/// strerror() text of an I/O error, as `%m` prints it.
-fn strerror(err: &std::io::Error) -> String {
-    let text = err.to_string();
-    match text.find(" (os error ") {
-        Some(cut) => text[..cut].to_string(),
-        None => text,
     }
 }
 

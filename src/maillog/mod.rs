@@ -13,6 +13,16 @@ pub mod sink;
 pub use line::Severity;
 pub use sink::{init, LogTarget};
 
+/// The strerror() text of an I/O error, as Postfix's `%m` prints it (without Rust's
+/// ` (os error N)` suffix).
+pub fn strerror(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error ") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    }
+}
+
 /// Logs `fatal: <text>` and exits with status 1, like Postfix's `msg_fatal`.
 pub fn fatal(text: &str) -> ! {
     sink::emit(Severity::Fatal, text);
