@@ -21,7 +21,7 @@ use nix::sys::time::TimeSpec;
 use super::id::QueueId;
 use super::path::{QueuePaths, ACTIVE, BOUNCE, DEFER, INCOMING};
 use super::record::Patch;
-use super::scan::{QueueScanner, ScanError};
+use super::scan::{QueueScanner, Scan, ScanError};
 use crate::master::trigger::SCAN_ALL;
 
 /// Owner read+write+execute: the file is complete (cleanup sets it last).
@@ -375,6 +375,11 @@ impl QueueDir {
         self.paths.path(queue, id)
     }
 
+    /// A (not yet started) scan of `queue` in this directory.
+    pub fn scan(&self, queue: &str) -> Scan {
+        Scan::new(self.root.clone(), queue)
+    }
+
     /// Where the system calls go.
     fn full(&self, relative: &Path) -> PathBuf {
         self.root.join(relative)
@@ -642,6 +647,17 @@ mod tests {
     fn write_mode(path: &Path, mode: u32) {
         fs::write(path, b"queue file").unwrap();
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn daemon_root_keeps_paths_relative() {
+        let dir = QueueDir::new("", QueuePaths::default());
+        let qid = id("3F2A11C2B3");
+        assert_eq!(
+            dir.full(&dir.path(DEFERRED, &qid)),
+            PathBuf::from("deferred/3/3F2A11C2B3")
+        );
+        assert_eq!(dir.scan(INCOMING).queue(), INCOMING);
     }
 
     #[test]
