@@ -1,1 +1,801 @@
-//! (placeholder: being written)
+//! The queue manager's file operations on queue files: the open check, moves between queues,
+//! time stamps, locking, in-place updates, removal, the bounce/defer logs and the start-up
+//! recovery of `active`.
+//!
+//! Everything is a small synchronous system call (the C daemon blocks on them too) that
+//! reports a typed error; the caller decides what is fatal and logs. All paths are relative to
+//! [`QueueDir::root`], which the daemon sets to "" after chdir(queue_directory); messages show
+//! the relative path, as Postfix does.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::AT_FDCWD;
+use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+
+use super::id::QueueId;
+use super::path::{QueuePaths, ACTIVE, BOUNCE, DEFER, INCOMING};
+use super::record::Patch;
+use super::scan::{QueueScanner, Scan, ScanError};
+use crate::master::trigger::SCAN_ALL;
+
+/// Owner read+write+execute: the file is complete (cleanup sets it last).
+pub const MODE_READY: u32 = 0o700;
+/// Group read: "unthrottle" (flush(8) `send_file`/`send_site`); cleared once the file is read.
+pub const MODE_UNTHROTTLE: u32 = 0o040;
+/// Group execute: "force-expire" (`postsuper -e/-f`); kept.
+pub const MODE_FORCE_EXPIRE: u32 = 0o010;
+/// Hard links are only worth a warning when the file has not changed for this long (a rename
+/// in progress briefly shows two links).
+const LINK_WARNING_AGE_SECS: i64 = 60;
+/// Mode of hash subdirectories created on demand.
+const SUBDIR_MODE: u32 = 0o700;
+/// Seconds a file's mtime may be in the future and still be taken.
+const NOT_BEFORE_SLACK_SECS: i64 = 1;
+
+/// strerror() text of an I/O error, as `%m` prints it.
+pub(crate) fn strerror(err: &io::Error) -> String {
+    match err.raw_os_error() {
+        Some(errno) => nix::errno::Errno::from_raw(errno).desc().to_string(),
+        None => err.to_string(),
+    }
+}
+
+fn not_found(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::NotFound
+}
+
+/// Whether a file with this mtime must wait ("not before" time in the future): `mtime >
+/// now + 1`, unless the scan ignores time stamps (`SCAN_ALL`).
+pub fn not_yet_due(mtime: i64, now: i64, scan_flags: u8) -> bool {
+    scan_flags & SCAN_ALL == 0 && mtime > now.saturating_add(NOT_BEFORE_SLACK_SECS)
+}
+
+/// Which operation a [`FileError`] comes from; it picks the message wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileOp {
+    /// utime(): `update <path> time stamps`.
+    SetTime,
+    /// open() of a queue file: `open <path>`.
+    Open,
+    /// fchmod() after reading: `fchmod <path>`.
+    Chmod,
+    /// In-place record update: `update queue file <path>`.
+    Update,
+    /// unlink(): `remove <path>`.
+    Remove,
+}
+
+/// A failed system call on one file.
+#[derive(Debug)]
+pub struct FileError {
+    pub op: FileOp,
+    /// Relative to the queue directory, e.g. `active/3F2A11C2B3`.
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+impl FileError {
+    fn new(op: FileOp, path: PathBuf, source: io::Error) -> FileError {
+        FileError { op, path, source }
+    }
+
+    /// ENOENT: the file is gone (a warning in most places, not fatal).
+    pub fn is_not_found(&self) -> bool {
+        not_found(&self.source)
+    }
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        let err = strerror(&self.source);
+        match self.op {
+            FileOp::SetTime => write!(f, "update {path} time stamps: {err}"),
+            FileOp::Open => write!(f, "open {path}: {err}"),
+            FileOp::Chmod => write!(f, "fchmod {path}: {err}"),
+            FileOp::Update => write!(f, "update queue file {path}: {err}"),
+            FileOp::Remove => write!(f, "remove {path}: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for FileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// A failed move of a queue file between queues.
+#[derive(Debug)]
+pub struct MoveError {
+    pub id: QueueId,
+    pub from: String,
+    pub to: String,
+    /// The error of the last attempt (or of creating the missing directories).
+    pub source: io::Error,
+}
+
+impl MoveError {
+    /// ENOENT: the source is gone (a warning; anything else is fatal in Postfix).
+    pub fn is_not_found(&self) -> bool {
+        not_found(&self.source)
+    }
+}
+
+impl fmt::Display for MoveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // qmgr_move/qmgr_active_defer wording, without the function-name prefix.
+        write!(
+            f,
+            "rename {} from {} to {}: {}",
+            self.id,
+            self.from,
+            self.to,
+            strerror(&self.source)
+        )
+    }
+}
+
+impl std::error::Error for MoveError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// How a successful move went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Renamed {
+    /// rename() worked (possibly after creating the target's directories).
+    Done,
+    /// rename() failed, but the source is gone and the target exists: Postfix assumes an NFS
+    /// artefact and carries on, logging this (Display) as info.
+    NfsWorkaround { from: PathBuf, to: PathBuf },
+}
+
+impl fmt::Display for Renamed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Renamed::Done => f.write_str("renamed"),
+            Renamed::NfsWorkaround { from, to } => write!(
+                f,
+                "sane_rename({},{}): worked around spurious NFS error",
+                from.display(),
+                to.display()
+            ),
+        }
+    }
+}
+
+/// What the open check ([`QueueDir::open_ok`]) found.
+#[derive(Debug)]
+pub enum OpenCheck {
+    /// The name is not a valid queue id: skipped silently.
+    BadId,
+    /// No such file (at the path the hash settings give): skipped silently.
+    Missing,
+    /// lstat() failed otherwise: skipped with a warning (Display).
+    StatFailed { path: PathBuf, source: io::Error },
+    /// Not a regular file: skipped with a warning (Display).
+    NotRegular { path: PathBuf, uid: u32 },
+    /// Owner bits are not rwx (cleanup still writing, or marked corrupt): skipped silently.
+    NotReady { path: PathBuf, mode: u32 },
+    /// Ready to be opened.
+    Ready(ReadyFile),
+}
+
+impl OpenCheck {
+    /// The file, if it passed.
+    pub fn ready(self) -> Option<ReadyFile> {
+        match self {
+            OpenCheck::Ready(file) => Some(file),
+            _ => None,
+        }
+    }
+
+    /// The warning Postfix logs for this outcome, if any (including the hard-link warning of a
+    /// ready file).
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            OpenCheck::StatFailed { path, source } => {
+                Some(format!("{}: {}", path.display(), strerror(source)))
+            }
+            OpenCheck::NotRegular { path, uid } => {
+                Some(format!("{}: uid {uid}: not a regular file", path.display()))
+            }
+            OpenCheck::Ready(file) => file.link_warning(),
+            OpenCheck::BadId | OpenCheck::Missing | OpenCheck::NotReady { .. } => None,
+        }
+    }
+}
+
+/// A queue file that passed the open check, with what lstat() said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyFile {
+    pub id: QueueId,
+    /// Relative to the queue directory.
+    pub path: PathBuf,
+    /// Full st_mode (type and permission bits).
+    pub mode: u32,
+    pub uid: u32,
+    pub nlink: u64,
+    /// The "not before" time.
+    pub mtime: i64,
+    pub ctime: i64,
+    /// More than one link and unchanged for over a minute at check time.
+    stale_links: bool,
+}
+
+impl ReadyFile {
+    /// Bit 0040: revive this message's dead transports and queues, ignore defer_transports.
+    pub fn unthrottle(&self) -> bool {
+        self.mode & MODE_UNTHROTTLE != 0
+    }
+
+    /// Bit 0010: expire the message now.
+    pub fn force_expire(&self) -> bool {
+        self.mode & MODE_FORCE_EXPIRE != 0
+    }
+
+    /// Whether the file must wait for its mtime (see [`not_yet_due`]).
+    pub fn not_yet_due(&self, now: i64, scan_flags: u8) -> bool {
+        not_yet_due(self.mtime, now, scan_flags)
+    }
+
+    /// `<path>: uid N: file has N links`, for a multiply linked file older than a minute.
+    pub fn link_warning(&self) -> Option<String> {
+        self.stale_links.then(|| {
+            format!(
+                "{}: uid {}: file has {} links",
+                self.path.display(),
+                self.uid,
+                self.nlink
+            )
+        })
+    }
+}
+
+/// Why an active file could not be opened and locked.
+#[derive(Debug)]
+pub enum LockError {
+    /// open() failed (ENOENT: warning `open active ID: ...`; else fatal).
+    Open(FileError),
+    /// Someone else holds the lock: the file is still being delivered.
+    Locked { id: QueueId },
+}
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::Open(err) => err.fmt(f),
+            // Logged as info by Postfix.
+            LockError::Locked { id } => write!(f, "{id}: skipped, still being delivered"),
+        }
+    }
+}
+
+impl std::error::Error for LockError {}
+
+/// Result of removing a file whose absence is normal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removed {
+    Removed,
+    /// ENOENT.
+    NotFound,
+}
+
+/// What the end-of-batch check of `bounce/<id>` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BounceLog {
+    /// No bounce log (or it cannot be stat'ed).
+    Absent,
+    /// It was empty and has been removed.
+    RemovedEmpty,
+    /// It has this many bytes: ask bounce(8) to flush it.
+    NonEmpty(u64),
+}
+
+/// A tolerated problem while moving `active` back to `incoming` at start-up.
+#[derive(Debug)]
+pub enum RecoverWarning {
+    /// A name in `active` that is not a queue id; left alone.
+    BadId(Vec<u8>),
+    /// The file vanished before its time stamps were set (ENOENT).
+    TimeStamps(FileError),
+    /// The file vanished before it was renamed (ENOENT).
+    Rename(MoveError),
+}
+
+impl fmt::Display for RecoverWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecoverWarning::BadId(name) => write!(
+                f,
+                "qmgr_move: ignored: queue {ACTIVE} id {}",
+                String::from_utf8_lossy(name)
+            ),
+            RecoverWarning::TimeStamps(err) => write!(f, "qmgr_move: {err}"),
+            RecoverWarning::Rename(err) => write!(f, "qmgr_move: {err}"),
+        }
+    }
+}
+
+/// A fatal problem while moving `active` back to `incoming`.
+#[derive(Debug)]
+pub enum RecoverError {
+    Scan(ScanError),
+    TimeStamps(FileError),
+    Rename(MoveError),
+}
+
+impl fmt::Display for RecoverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecoverError::Scan(err) => err.fmt(f),
+            RecoverError::TimeStamps(err) => write!(f, "qmgr_move: {err}"),
+            RecoverError::Rename(err) => write!(f, "qmgr_move: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for RecoverError {}
+
+/// What start-up recovery did.
+#[derive(Debug, Default)]
+pub struct RecoverReport {
+    /// Files moved to `incoming`.
+    pub moved: usize,
+    /// Warnings to log, in the order they happened.
+    pub warnings: Vec<RecoverWarning>,
+}
+
+/// The queue directory: where it is and how its queues are hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDir {
+    /// "" in the daemon (it has chdir'ed there); a temporary directory in tests.
+    pub root: PathBuf,
+    pub paths: QueuePaths,
+}
+
+impl QueueDir {
+    pub fn new(root: impl Into<PathBuf>, paths: QueuePaths) -> QueueDir {
+        QueueDir {
+            root: root.into(),
+            paths,
+        }
+    }
+
+    /// Path of `id` in `queue`, relative to the queue directory (as logged).
+    pub fn path(&self, queue: &str, id: &QueueId) -> PathBuf {
+        self.paths.path(queue, id)
+    }
+
+    /// A (not yet started) scan of `queue` in this directory.
+    pub fn scan(&self, queue: &str) -> Scan {
+        Scan::new(self.root.clone(), queue)
+    }
+
+    /// Where the system calls go.
+    fn full(&self, relative: &Path) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    /// Postfix's mail_open_ok: may the queue manager open `name` in `queue`? `now` is for the
+    /// hard-link warning's age test.
+    pub fn open_ok(&self, queue: &str, name: &[u8], now: i64) -> OpenCheck {
+        let Ok(id) = QueueId::parse(name) else {
+            return OpenCheck::BadId;
+        };
+        let path = self.path(queue, &id);
+        let meta = match fs::symlink_metadata(self.full(&path)) {
+            Ok(meta) => meta,
+            Err(err) if not_found(&err) => return OpenCheck::Missing,
+            Err(source) => return OpenCheck::StatFailed { path, source },
+        };
+        if !meta.file_type().is_file() {
+            return OpenCheck::NotRegular {
+                path,
+                uid: meta.uid(),
+            };
+        }
+        if meta.mode() & 0o700 != MODE_READY {
+            return OpenCheck::NotReady {
+                path,
+                mode: meta.mode(),
+            };
+        }
+        let stale_links =
+            meta.nlink() > 1 && meta.ctime() < now.saturating_sub(LINK_WARNING_AGE_SECS);
+        OpenCheck::Ready(ReadyFile {
+            id,
+            path,
+            mode: meta.mode(),
+            uid: meta.uid(),
+            nlink: meta.nlink(),
+            mtime: meta.mtime(),
+            ctime: meta.ctime(),
+            stale_links,
+        })
+    }
+
+    /// Moves `id` from queue `from` to queue `to` (Postfix's mail_queue_rename): on failure,
+    /// creates the target's missing directories (mode 0700) and tries once more.
+    pub fn rename(&self, id: &QueueId, from: &str, to: &str) -> Result<Renamed, MoveError> {
+        let old = self.path(from, id);
+        let new = self.path(to, id);
+        let error = |source| MoveError {
+            id: id.clone(),
+            from: from.to_string(),
+            to: to.to_string(),
+            source,
+        };
+        match self.sane_rename(&old, &new) {
+            Ok(done) => return Ok(done),
+            Err(_first) => {}
+        }
+        if let Some(parent) = new.parent() {
+            self.make_dirs(parent).map_err(error)?;
+        }
+        self.sane_rename(&old, &new).map_err(error)
+    }
+
+    /// rename(), forgiving the failure when the source is gone and the target is there.
+    fn sane_rename(&self, old: &Path, new: &Path) -> io::Result<Renamed> {
+        let (old_full, new_full) = (self.full(old), self.full(new));
+        match fs::rename(&old_full, &new_full) {
+            Ok(()) => Ok(Renamed::Done),
+            Err(err) => {
+                if fs::metadata(&old_full).is_err() && fs::metadata(&new_full).is_ok() {
+                    Ok(Renamed::NfsWorkaround {
+                        from: old.to_path_buf(),
+                        to: new.to_path_buf(),
+                    })
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Creates each missing directory of `relative` (mode 0700), parents first; a
+    /// non-directory in the way is ENOTDIR.
+    fn make_dirs(&self, relative: &Path) -> io::Result<()> {
+        let mut dir = self.root.clone();
+        for part in relative.components() {
+            dir.push(part);
+            match fs::metadata(&dir) {
+                Ok(meta) if meta.is_dir() => continue,
+                Ok(_) => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+                Err(err) if !not_found(&err) => return Err(err),
+                Err(_) => {}
+            }
+            match fs::DirBuilder::new().mode(SUBDIR_MODE).create(&dir) {
+                Ok(()) => {}
+                // Lost a race with another process: fine if it made a directory.
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                    if !fs::metadata(&dir)?.is_dir() {
+                        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets atime and mtime of `id` in `queue` to `secs` (whole seconds, like utime()).
+    pub fn set_time(&self, queue: &str, id: &QueueId, secs: i64) -> Result<(), FileError> {
+        let path = self.path(queue, id);
+        let time = TimeSpec::new(secs, 0);
+        utimensat(
+            AT_FDCWD,
+            &self.full(&path),
+            &time,
+            &time,
+            UtimensatFlags::FollowSymlink,
+        )
+        .map_err(|errno| FileError::new(FileOp::SetTime, path, io::Error::from(errno)))
+    }
+
+    /// Opens `id` in `queue` read-write and takes an exclusive non-blocking flock(), as the
+    /// queue manager does before reading a message. The lock lasts until the file is closed.
+    pub fn open_locked(&self, queue: &str, id: &QueueId) -> Result<File, LockError> {
+        let path = self.path(queue, id);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.full(&path))
+            .map_err(|err| LockError::Open(FileError::new(FileOp::Open, path, err)))?;
+        loop {
+            // SAFETY: flock() on a descriptor we own for the duration of the call; no memory
+            // is passed.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(file);
+            }
+            // Postfix retries interrupted calls and treats every other failure as "locked".
+            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return Err(LockError::Locked { id: id.clone() });
+            }
+        }
+    }
+
+    /// Writes `patch` into `id` in `queue`: open read-write (no lock), seek, write, close.
+    pub fn apply_patch(&self, queue: &str, id: &QueueId, patch: &Patch) -> Result<(), FileError> {
+        let path = self.path(queue, id);
+        let write = || -> io::Result<()> {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(self.full(&path))?;
+            file.seek(SeekFrom::Start(patch.offset))?;
+            file.write_all(&patch.bytes)?;
+            file.flush()
+        };
+        write().map_err(|err| FileError::new(FileOp::Update, path.clone(), err))
+    }
+
+    /// Unlinks `id` in `queue`; a missing file is [`Removed::NotFound`], not an error.
+    pub fn remove(&self, queue: &str, id: &QueueId) -> Result<Removed, FileError> {
+        let path = self.path(queue, id);
+        match fs::remove_file(self.full(&path)) {
+            Ok(()) => Ok(Removed::Removed),
+            Err(err) if not_found(&err) => Ok(Removed::NotFound),
+            Err(err) => Err(FileError::new(FileOp::Remove, path, err)),
+        }
+    }
+
+    /// Size of the log `id` in `log_queue` (`bounce` or `defer`); `None` when stat() fails
+    /// for any reason, as Postfix treats that as "no log".
+    pub fn log_size(&self, log_queue: &str, id: &QueueId) -> Option<u64> {
+        fs::metadata(self.full(&self.path(log_queue, id)))
+            .ok()
+            .map(|meta| meta.len())
+    }
+
+    /// The end-of-batch bounce log check: an empty `bounce/<id>` is removed (any failure,
+    /// ENOENT included, is fatal in Postfix: `remove bounce ID: ...`).
+    pub fn check_bounce_log(&self, id: &QueueId) -> Result<BounceLog, FileError> {
+        match self.log_size(BOUNCE, id) {
+            None => Ok(BounceLog::Absent),
+            Some(0) => {
+                let path = self.path(BOUNCE, id);
+                fs::remove_file(self.full(&path))
+                    .map_err(|err| FileError::new(FileOp::Remove, path, err))?;
+                Ok(BounceLog::RemovedEmpty)
+            }
+            Some(size) => Ok(BounceLog::NonEmpty(size)),
+        }
+    }
+
+    /// Removes `defer/<hash>/<id>` when a message is loaded (absence is normal).
+    pub fn remove_defer_log(&self, id: &QueueId) -> Result<Removed, FileError> {
+        self.remove(DEFER, id)
+    }
+
+    /// Start-up: every file in `active` (searched like a queue scan) gets atime = mtime =
+    /// `now` and moves to `incoming`. No mode check. Invalid names and files that vanish are
+    /// warnings; other failures stop the recovery.
+    pub fn recover_active(&self, now: i64) -> Result<RecoverReport, RecoverError> {
+        let mut report = RecoverReport::default();
+        let mut scanner = QueueScanner::open(&self.root, ACTIVE).map_err(RecoverError::Scan)?;
+        while let Some(name) = scanner.next_name().map_err(RecoverError::Scan)? {
+            let Ok(id) = QueueId::parse(&name) else {
+                report.warnings.push(RecoverWarning::BadId(name));
+                continue;
+            };
+            // Postfix skips the time stamps for a zero time; `now` is never zero in practice.
+            if now > 0 {
+                match self.set_time(ACTIVE, &id, now) {
+                    Ok(()) => {}
+                    Err(err) if err.is_not_found() => {
+                        report.warnings.push(RecoverWarning::TimeStamps(err));
+                        continue;
+                    }
+                    Err(err) => return Err(RecoverError::TimeStamps(err)),
+                }
+            }
+            match self.rename(&id, ACTIVE, INCOMING) {
+                Ok(_) => report.moved += 1,
+                Err(err) if err.is_not_found() => {
+                    report.warnings.push(RecoverWarning::Rename(err));
+                }
+                Err(err) => return Err(RecoverError::Rename(err)),
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Clears the unthrottle bit (0040) of an open queue file whose lstat() mode was `mode`,
+/// keeping every other bit (0010 included). Returns whether it changed anything; `path` is
+/// for the error message only.
+pub fn clear_unthrottle(file: &File, mode: u32, path: &Path) -> Result<bool, FileError> {
+    if mode & MODE_UNTHROTTLE == 0 {
+        return Ok(false);
+    }
+    let new_mode = mode & !MODE_UNTHROTTLE & 0o7777;
+    file.set_permissions(fs::Permissions::from_mode(new_mode))
+        .map_err(|err| FileError::new(FileOp::Chmod, path.to_path_buf(), err))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::path::{CORRUPT, DEFERRED};
+    use std::os::unix::fs::symlink;
+
+    fn id(s: &str) -> QueueId {
+        QueueId::parse(s.as_bytes()).unwrap()
+    }
+
+    fn queue_dir() -> (tempfile::TempDir, QueueDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        for q in [INCOMING, ACTIVE, DEFERRED, CORRUPT, BOUNCE, DEFER] {
+            fs::create_dir(tmp.path().join(q)).unwrap();
+        }
+        let dir = QueueDir::new(tmp.path(), QueuePaths::default());
+        (tmp, dir)
+    }
+
+    fn write_mode(path: &Path, mode: u32) {
+        fs::write(path, b"queue file").unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn daemon_root_keeps_paths_relative() {
+        let dir = QueueDir::new("", QueuePaths::default());
+        let qid = id("3F2A11C2B3");
+        assert_eq!(
+            dir.full(&dir.path(DEFERRED, &qid)),
+            PathBuf::from("deferred/3/3F2A11C2B3")
+        );
+        assert_eq!(dir.scan(INCOMING).queue(), INCOMING);
+    }
+
+    #[test]
+    fn not_yet_due_allows_one_second_and_scan_all() {
+        assert!(!not_yet_due(101, 100, 0));
+        assert!(not_yet_due(102, 100, 0));
+        assert!(!not_yet_due(102, 100, SCAN_ALL));
+        assert!(!not_yet_due(i64::MAX, i64::MAX, 0));
+    }
+
+    #[test]
+    fn strerror_is_c_wording() {
+        let err = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(strerror(&err), "No such file or directory");
+    }
+
+    #[test]
+    fn open_ok_rejects_bad_ids_silently() {
+        let (_tmp, dir) = queue_dir();
+        assert!(matches!(dir.open_ok(INCOMING, b"a.b", 0), OpenCheck::BadId));
+        assert!(matches!(
+            dir.open_ok(INCOMING, b"ABCDEF", 0),
+            OpenCheck::Missing
+        ));
+        assert_eq!(dir.open_ok(INCOMING, b"ABCDEF", 0).warning(), None);
+    }
+
+    #[test]
+    fn hard_links_warn_only_when_old() {
+        let (tmp, dir) = queue_dir();
+        let file = tmp.path().join("incoming/ABCDEF");
+        write_mode(&file, 0o700);
+        fs::hard_link(&file, tmp.path().join("incoming/LINKED")).unwrap();
+        let fresh = dir.open_ok(INCOMING, b"ABCDEF", 0).ready().unwrap();
+        let ctime = fresh.ctime;
+        let recent = dir
+            .open_ok(INCOMING, b"ABCDEF", ctime + 60)
+            .ready()
+            .unwrap();
+        assert_eq!(recent.link_warning(), None);
+        let old = dir.open_ok(INCOMING, b"ABCDEF", ctime + 61);
+        assert_eq!(
+            old.warning().unwrap(),
+            "incoming/ABCDEF: uid ".to_string() + &fresh.uid.to_string() + ": file has 2 links"
+        );
+    }
+
+    #[test]
+    fn clear_unthrottle_keeps_force_expire() {
+        let (tmp, dir) = queue_dir();
+        let path = tmp.path().join("active/ABCDEF");
+        write_mode(&path, 0o750);
+        let ready = dir.open_ok(ACTIVE, b"ABCDEF", 0).ready().unwrap();
+        assert!(ready.unthrottle() && ready.force_expire());
+        let file = dir.open_locked(ACTIVE, &ready.id).unwrap();
+        assert!(clear_unthrottle(&file, ready.mode, &ready.path).unwrap());
+        let mode = fs::metadata(&path).unwrap().mode() & 0o7777;
+        assert_eq!(mode, 0o710);
+        assert!(!clear_unthrottle(&file, 0o100710, &ready.path).unwrap());
+    }
+
+    #[test]
+    fn bounce_log_empty_is_removed_non_empty_is_kept() {
+        let (tmp, dir) = queue_dir();
+        let qid = id("ABCDEF");
+        assert_eq!(dir.check_bounce_log(&qid).unwrap(), BounceLog::Absent);
+        fs::write(tmp.path().join("bounce/ABCDEF"), b"").unwrap();
+        assert_eq!(dir.check_bounce_log(&qid).unwrap(), BounceLog::RemovedEmpty);
+        assert!(!tmp.path().join("bounce/ABCDEF").exists());
+        fs::write(tmp.path().join("bounce/ABCDEF"), b"recipient=x\n").unwrap();
+        assert_eq!(dir.check_bounce_log(&qid).unwrap(), BounceLog::NonEmpty(12));
+    }
+
+    #[test]
+    fn defer_log_is_hashed_and_its_absence_is_normal() {
+        let (tmp, dir) = queue_dir();
+        let qid = id("3F2A11C2B3");
+        assert_eq!(dir.remove_defer_log(&qid).unwrap(), Removed::NotFound);
+        fs::create_dir(tmp.path().join("defer/3")).unwrap();
+        fs::write(tmp.path().join("defer/3/3F2A11C2B3"), b"x").unwrap();
+        assert_eq!(dir.log_size(DEFER, &qid), Some(1));
+        assert_eq!(dir.remove_defer_log(&qid).unwrap(), Removed::Removed);
+        assert_eq!(dir.log_size(DEFER, &qid), None);
+    }
+
+    #[test]
+    fn remove_reports_other_errors_with_the_path() {
+        let (tmp, dir) = queue_dir();
+        // A directory where the file should be: unlink fails with EISDIR.
+        fs::create_dir(tmp.path().join("active/ABCDEF")).unwrap();
+        let err = dir.remove(ACTIVE, &id("ABCDEF")).unwrap_err();
+        assert!(!err.is_not_found());
+        assert!(err.to_string().starts_with("remove active/ABCDEF: "));
+    }
+
+    #[test]
+    fn set_time_sets_both_times_and_reports_missing_files() {
+        let (tmp, dir) = queue_dir();
+        write_mode(&tmp.path().join("active/ABCDEF"), 0o700);
+        dir.set_time(ACTIVE, &id("ABCDEF"), 1_000_000_060).unwrap();
+        let meta = fs::metadata(tmp.path().join("active/ABCDEF")).unwrap();
+        assert_eq!((meta.atime(), meta.mtime()), (1_000_000_060, 1_000_000_060));
+        assert_eq!((meta.atime_nsec(), meta.mtime_nsec()), (0, 0));
+        let err = dir.set_time(ACTIVE, &id("GONE12"), 1).unwrap_err();
+        assert!(err.is_not_found());
+        assert_eq!(
+            err.to_string(),
+            "update active/GONE12 time stamps: No such file or directory"
+        );
+    }
+
+    #[test]
+    fn rename_of_a_missing_source_is_enoent() {
+        let (_tmp, dir) = queue_dir();
+        let err = dir.rename(&id("ABCDEF"), ACTIVE, CORRUPT).unwrap_err();
+        assert!(err.is_not_found());
+        assert_eq!(
+            err.to_string(),
+            "rename ABCDEF from active to corrupt: No such file or directory"
+        );
+    }
+
+    #[test]
+    fn rename_with_a_file_in_the_way_of_a_directory_is_enotdir() {
+        let (tmp, dir) = queue_dir();
+        write_mode(&tmp.path().join("active/3F2A11C2B3"), 0o700);
+        fs::write(tmp.path().join("deferred/3"), b"").unwrap();
+        let err = dir.rename(&id("3F2A11C2B3"), ACTIVE, DEFERRED).unwrap_err();
+        assert_eq!(err.source.raw_os_error(), Some(libc::ENOTDIR));
+        assert!(!err.is_not_found());
+        assert!(tmp.path().join("active/3F2A11C2B3").exists());
+    }
+
+    #[test]
+    fn symlink_is_not_regular() {
+        let (tmp, dir) = queue_dir();
+        symlink("/etc/passwd", tmp.path().join("incoming/LINK12")).unwrap();
+        let check = dir.open_ok(INCOMING, b"LINK12", 0);
+        assert!(matches!(check, OpenCheck::NotRegular { .. }));
+    }
+}
