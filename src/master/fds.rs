@@ -364,9 +364,12 @@ pub fn wait_readable(fd: BorrowedFd<'_>, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        // Round up to whole milliseconds so the wait is never cut short.
+        let millis = left.as_nanos().div_ceil(1_000_000);
+        let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
         match poll(&mut fds, timeout) {
+            Ok(0) if Instant::now() < deadline => continue,
             Ok(0) => return false,
             Ok(_) => {
                 return !fds[0]
