@@ -52,7 +52,11 @@ fn status_messages_are_twelve_bytes_each() {
     // The capture: pid 819, GENERATION=13 -> gen 11, TAKEN then AVAIL.
     assert_eq!(
         got,
-        b"3\x03\0\0\x0b\0\0\0\0\0\0\03\x03\0\0\x0b\0\0\0\x01\0\0\0".to_vec()
+        [
+            &b"3\x03\0\0\x0b\0\0\0\0\0\0\0"[..],
+            &b"3\x03\0\0\x0b\0\0\0\x01\0\0\0"[..]
+        ]
+        .concat()
     );
 }
 
