@@ -237,3 +237,93 @@ fn fifo_trigger_is_one_nonblocking_read() {
     writer.write_all(&[b'A'; 3000]).unwrap();
     assert_eq!(fds::read_trigger(fifo.as_fd()).unwrap().len(), 1024);
 }
+
+/// Child half of `inherits_fds_3_to_6_from_the_parent`: runs with the parent's stand-ins on
+/// fds 3-6, as master would start it.
+#[test]
+fn child_owns_the_master_fds() {
+    if std::env::var_os("OQMGR_TEST_CHILD").is_none() {
+        return;
+    }
+    // fd 7 is not open: a second listen fd is refused, and nothing is taken.
+    let err = MasterChannels::inherit(2).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+    let channels = MasterChannels::inherit(1).unwrap();
+    assert_eq!(channels.flow_read_fd(), 3);
+    assert_eq!(channels.flow_write_fd(), 4);
+    assert_eq!(channels.status_fd(), 5);
+    assert_eq!(channels.listen_fds(), vec![6]);
+    for fd in 3..=6 {
+        // SAFETY: F_GETFD only reads the descriptor flags.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        assert_ne!(flags & libc::FD_CLOEXEC, 0, "fd {fd}");
+    }
+    // Only once per process.
+    assert_eq!(
+        MasterChannels::inherit(1).unwrap_err().raw_os_error(),
+        Some(libc::EBUSY)
+    );
+    channels.notify(42, 0o13, Availability::Avail).unwrap();
+    assert_eq!(channels.flow_put(3).unwrap(), 3);
+    let listen = channels.listen_fd(6).unwrap();
+    let conn = fds::accept_trigger(listen, TRIGGER_WAIT).unwrap().unwrap();
+    assert_eq!(conn.read().unwrap(), b"W\0");
+    println!("CHILD-OK");
+}
+
+#[test]
+fn inherits_fds_3_to_6_from_the_parent() {
+    use std::os::unix::process::CommandExt;
+    let (ours, master) = status_pair();
+    let (flow_read, flow_write) = flow_pipe();
+    let (_dir, path, l) = listener();
+    let mut client = UnixStream::connect(&path).unwrap();
+    client.write_all(b"W\0").unwrap();
+    // Park the stand-ins above 6 first, so dup2 never maps a descriptor onto itself.
+    let high = |fd: std::os::fd::BorrowedFd<'_>| {
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(20)).unwrap()
+    };
+    let sources = [
+        high(flow_read.as_fd()),
+        high(flow_write.as_fd()),
+        high(ours.as_fd()),
+        high(l.as_fd()),
+    ];
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "child_owns_the_master_fds",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("OQMGR_TEST_CHILD", "1");
+    // SAFETY: the closure runs between fork and exec and calls only dup2, which is
+    // async-signal-safe; the source numbers were copied into it beforehand.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (target, source) in (3..).zip(sources) {
+                if libc::dup2(source, target) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    for fd in sources {
+        // SAFETY: these are our own duplicates, closed exactly once here.
+        unsafe { libc::close(fd) };
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("CHILD-OK"), "{stdout}");
+    let status = read_all_now(&master);
+    assert_eq!(&status[..4], &42i32.to_ne_bytes());
+    assert_eq!(&status[4..8], &11u32.to_ne_bytes());
+    assert_eq!(&status[8..12], &1i32.to_ne_bytes());
+    assert_eq!(fds::flow_count(flow_read.as_fd()).unwrap(), 3);
+}
