@@ -1,7 +1,8 @@
 //! The contract with master(8): how it starts us (argv, environment), what we tell it on the
 //! status socket, the flow-control tokens we hand out, and the trigger requests we accept.
 //!
-//! Everything here is pure; the daemon loop owns the file descriptors.
+//! `options`, `status`, `flow` and `trigger` are pure; `fds`, `process` and `watchdog` do the
+//! I/O on the descriptors master hands us, for the daemon loop.
 
 pub mod fds;
 pub mod flow;
