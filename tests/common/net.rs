@@ -321,6 +321,11 @@ impl Client {
         self.stream.write_all(bytes)
     }
 
+    /// Bounds each read (default 5 s).
+    pub fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        self.stream.set_read_timeout(Some(timeout))
+    }
+
     /// The next list, or an error on EOF / timeout (5 s) / malformed input.
     pub fn next_list(&mut self) -> io::Result<AttrList> {
         let mut buf = [0u8; 4096];

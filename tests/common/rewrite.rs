@@ -48,7 +48,8 @@ type Rewriter = Arc<dyn Fn(&RewriteRequest) -> Vec<u8> + Send + Sync>;
 #[derive(Default)]
 struct Routes {
     default_transport: String,
-    by_domain: HashMap<String, String>,
+    /// Lower-cased domain -> (transport, nexthop; None = the domain).
+    by_domain: HashMap<String, (String, Option<String>)>,
 }
 
 struct State {
@@ -75,12 +76,12 @@ fn route(routes: &Routes, address: &[u8]) -> Resolution {
     match address.iter().rposition(|&b| b == b'@') {
         Some(at) => {
             let domain = String::from_utf8_lossy(&address[at + 1..]).to_ascii_lowercase();
-            let transport = routes
-                .by_domain
-                .get(&domain)
-                .cloned()
-                .unwrap_or_else(|| routes.default_transport.clone());
-            Resolution::new(&transport, &domain, address, resolve_flags::CLASS_DEFAULT)
+            let (transport, nexthop) = match routes.by_domain.get(&domain) {
+                Some((transport, nexthop)) => (transport.clone(), nexthop.clone()),
+                None => (routes.default_transport.clone(), None),
+            };
+            let nexthop = nexthop.unwrap_or_else(|| domain.clone());
+            Resolution::new(&transport, &nexthop, address, resolve_flags::CLASS_DEFAULT)
         }
         None => {
             let mut recipient = address.to_vec();
@@ -130,12 +131,23 @@ impl FakeRewrite {
         self.with(|s| s.routes.default_transport = transport.to_string());
     }
 
-    /// Routes `domain` (case-insensitive) to `transport`.
+    /// Routes `domain` (case-insensitive) to `transport`, nexthop the domain.
     pub fn route_domain(&self, domain: &str, transport: &str) {
         self.with(|s| {
             s.routes
                 .by_domain
-                .insert(domain.to_ascii_lowercase(), transport.to_string())
+                .insert(domain.to_ascii_lowercase(), (transport.to_string(), None))
+        });
+    }
+
+    /// Routes `domain` to `transport` with another nexthop (a relay such as
+    /// `[127.0.0.1]:24520`, or the error text of the `error` transport).
+    pub fn route_domain_via(&self, domain: &str, transport: &str, nexthop: &str) {
+        self.with(|s| {
+            s.routes.by_domain.insert(
+                domain.to_ascii_lowercase(),
+                (transport.to_string(), Some(nexthop.to_string())),
+            )
         });
     }
 
