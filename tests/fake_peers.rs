@@ -550,6 +550,19 @@ fn queue_dir_looks_like_postfix() {
         .collect();
     assert_eq!(types, "CTASRRMNNNXE");
     assert_eq!(dir.records("incoming", &corrupt).unwrap().len(), 0);
+
+    // For `-u` runs as root the queue must belong to mail_owner.
+    if nix::unistd::getuid().is_root() {
+        dir.chown_to_mail_owner().unwrap();
+        let owner = nix::unistd::User::from_name(dir.mail_owner())
+            .unwrap()
+            .unwrap();
+        let meta = fs::metadata(dir.path_of("deferred", &deferred)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            owner.uid.as_raw()
+        );
+    }
 }
 
 /// `flags:` of /proc/<pid>/fdinfo/<fd>, octal.
@@ -779,6 +792,10 @@ fn world_sets_up_every_peer() {
     assert_eq!(world.dir.list("incoming"), [id]);
     assert_eq!(world.agent("smtp").name(), "smtp");
     assert_eq!(MasterOptions::default().argv0, "qmgr");
+    assert!(
+        MasterOptions::default().program.exists(),
+        "the oqmgr binary is built"
+    );
     assert_eq!(MasterOptions::default().args, ["-l", "-t", "unix"]);
 
     // A stand-in daemon that logs one line to postlog the way the real one will.

@@ -136,6 +136,21 @@ impl FakeQueueDir {
         self.write_main_cf();
     }
 
+    /// Gives queue_directory and everything under it to mail_owner, for tests that run the
+    /// daemon with `-u` as root (it then drops to mail_owner and must still reach its queues).
+    /// Without root this changes nothing and returns the error.
+    pub fn chown_to_mail_owner(&self) -> io::Result<()> {
+        let user = nix::unistd::User::from_name(&self.mail_owner)
+            .map_err(io::Error::from)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such mail_owner"))?;
+        let mut paths = vec![self.queue_dir.clone()];
+        collect_all(&self.queue_dir, &mut paths);
+        for path in paths {
+            nix::unistd::chown(&path, Some(user.uid), Some(user.gid)).map_err(io::Error::from)?;
+        }
+        Ok(())
+    }
+
     /// The tempdir root (child output and maillog_file live here).
     pub fn root(&self) -> &Path {
         self.tmp.path()
@@ -298,6 +313,20 @@ fn collect_paths(dir: &Path, out: &mut Vec<PathBuf>) {
             Ok(t) if t.is_dir() => collect_paths(&path, out),
             Ok(_) => out.push(path),
             Err(_) => {}
+        }
+    }
+}
+
+/// Every file and directory below `dir`.
+fn collect_all(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        out.push(path.clone());
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            collect_all(&path, out);
         }
     }
 }
