@@ -12,6 +12,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod config;
+pub mod daemon;
 pub mod maillog;
 pub mod master;
 pub mod proto;

@@ -1,4 +1,152 @@
+//! oqmgr: argv and environment as master(8) hands them, then main.cf, logging, privileges,
+//! and the event loop. The start-up order follows Postfix's trigger server.
+
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use oqmgr::config::{resolve_config_dir, Config, Params};
+use oqmgr::daemon::{Daemon, Startup};
+use oqmgr::maillog::{self, LogTarget};
+use oqmgr::master::fds::MasterChannels;
+use oqmgr::master::options::DaemonOptions;
+use oqmgr::master::process;
+
+/// Where logs go before and after main.cf is read.
+fn log_target_from_env() -> LogTarget {
+    match std::env::var_os("POSTLOG_SERVICE") {
+        Some(socket) => LogTarget::Postlog {
+            socket: PathBuf::from(socket),
+            hostname: std::env::var("POSTLOG_HOSTNAME").unwrap_or_default(),
+            maillog_file: PathBuf::new(),
+        },
+        None => LogTarget::Syslog {
+            facility: libc::LOG_MAIL,
+        },
+    }
+}
+
+fn log_target_from_params(p: &Params) -> LogTarget {
+    if p.maillog_file.is_empty() {
+        let facility =
+            maillog::sink::facility_by_name(&String::from_utf8_lossy(&p.syslog_facility))
+                .unwrap_or(libc::LOG_MAIL);
+        return LogTarget::Syslog { facility };
+    }
+    let file = String::from_utf8_lossy(&p.maillog_file).into_owned();
+    let prefixes = String::from_utf8_lossy(&p.maillog_file_prefixes).into_owned();
+    if !prefixes
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .any(|prefix| file.starts_with(prefix))
+    {
+        maillog::fatal(&format!(
+            "maillog_file value '{file}' does not match any prefix in maillog_file_prefixes"
+        ));
+    }
+    let mut socket = PathBuf::from(String::from_utf8_lossy(&p.queue_directory).into_owned());
+    socket.push("public");
+    socket.push(String::from_utf8_lossy(&p.postlog_service_name).into_owned());
+    LogTarget::Postlog {
+        socket,
+        hostname: String::from_utf8_lossy(&p.myhostname).into_owned(),
+        maillog_file: PathBuf::from(file),
+    }
+}
+
 fn main() {
-    eprintln!("oqmgr: the daemon loop is not built yet (see README.md)");
-    std::process::exit(1);
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let verbose_env = std::env::var_os("MAIL_VERBOSE").is_some();
+    let debug_env = std::env::var_os("RUST_LOG").is_some();
+    if let Err(e) = process::ignore_signals() {
+        maillog::fatal(&format!("signal: {}", maillog::strerror(&e)));
+    }
+    let process_name = DaemonOptions::process_name_of(argv.first().map_or("oqmgr", String::as_str));
+    let logtag = std::env::var("MAIL_LOGTAG").unwrap_or_else(|_| "postfix".to_string());
+    if debug_env {
+        // Foreground debugging: RUST_LOG=debug oqmgr ... (never set by master).
+        env_logger::init();
+    } else {
+        maillog::init(
+            &format!("{logtag}/{process_name}"),
+            log_target_from_env(),
+            false,
+            verbose_env,
+            true,
+        );
+    }
+
+    let options = DaemonOptions::parse(&argv).unwrap_or_else(|e| maillog::fatal(&e.to_string()));
+    let config_dir = resolve_config_dir(std::env::var_os("MAIL_CONFIG").as_deref());
+    let config = Config::load(&config_dir, &options.overrides).unwrap_or_else(|e| {
+        if let Some(w) = e.preceding_warning() {
+            log::warn!("{w}");
+        }
+        maillog::fatal(&e.to_string())
+    });
+    for w in config.warnings() {
+        log::warn!("{w}");
+    }
+    let mut params = Params::from_config(&config).unwrap_or_else(|e| {
+        if let Some(w) = e.preceding_warning() {
+            log::warn!("{w}");
+        }
+        maillog::fatal(&e.to_string())
+    });
+    let verbose = verbose_env || options.verbose > 0;
+    let syslog_name = String::from_utf8_lossy(&params.syslog_name).into_owned();
+    if !debug_env {
+        maillog::init(
+            &format!("{syslog_name}/{}", options.process_name),
+            log_target_from_params(&params),
+            options.log_to_stderr,
+            verbose,
+            params.smtputf8_enable,
+        );
+    }
+    for w in params.apply_post_init() {
+        log::warn!("{w}");
+    }
+    if process::refuse_terminal(
+        options.daemon_mode,
+        options.stand_alone,
+        std::io::stdin().as_fd(),
+    )
+    .is_err()
+    {
+        eprintln!(
+            "{}: fatal: do not run this command by hand",
+            options.process_name
+        );
+        maillog::fatal("do not run this command by hand");
+    }
+    let mail_owner = String::from_utf8_lossy(&params.mail_owner).into_owned();
+    if let Err(e) = process::check_mail_owner(config.config_dir(), &mail_owner) {
+        maillog::fatal(&e.to_string());
+    }
+    if options.stand_alone {
+        maillog::fatal("stand-alone mode (-S) is not supported");
+    }
+    let generation =
+        process::generation_from_env().unwrap_or_else(|e| maillog::fatal(&e.to_string()));
+    let master = MasterChannels::inherit(options.socket_count).unwrap_or_else(|e| {
+        maillog::fatal(&format!("master descriptors: {}", maillog::strerror(&e)))
+    });
+    if let Err(e) = process::chdir_queue(&params.queue_directory) {
+        maillog::fatal(&e.to_string());
+    }
+    let user = options.drop_privileges.then_some(mail_owner.as_str());
+    let root = options.chroot.then_some(params.queue_directory.as_slice());
+    if let Err(e) = process::drop_privileges(user, root) {
+        maillog::fatal(&e.to_string());
+    }
+    Daemon::new(Startup {
+        options,
+        config,
+        params,
+        master,
+        generation,
+    })
+    .run()
 }

@@ -7,6 +7,7 @@
 //!
 //! [`line`] holds the pure formatting; [`sink`] the backends.
 
+pub mod delay;
 pub mod line;
 pub mod sink;
 

@@ -134,15 +134,20 @@ fn basename(path: &str) -> &str {
 }
 
 impl DaemonOptions {
+    /// The process name Postfix logs under: basename of argv[0].
+    pub fn process_name_of(argv0: &str) -> String {
+        match basename(argv0) {
+            "" => "oqmgr".to_string(),
+            name => name.to_string(),
+        }
+    }
+
     /// Parses argv (including argv[0]) with POSIX getopt semantics: clustered flags (`-lu`),
     /// attached or separate arguments (`-tunix`, `-t unix`), `--` ends the options, and the
     /// first non-option word ends them too.
     pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<DaemonOptions, OptionError> {
-        let argv0 = argv.first().map(|s| s.as_ref()).unwrap_or("oqmgr");
-        let process_name = match basename(argv0) {
-            "" => "oqmgr".to_string(),
-            name => name.to_string(),
-        };
+        let process_name =
+            Self::process_name_of(argv.first().map(|s| s.as_ref()).unwrap_or("oqmgr"));
         let mut opts = DaemonOptions {
             service_name: process_name.clone(),
             process_name,

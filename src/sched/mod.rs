@@ -1182,6 +1182,13 @@ impl Scheduler {
         })
     }
 
+    /// `<transport>_transport_rate_delay` in seconds, once the transport is known.
+    pub fn transport_rate_delay(&self, transport: &[u8]) -> Option<u64> {
+        let t = self.transport_by_name.get(transport)?;
+        let x = self.transports.get(t.0)?;
+        u64::try_from(x.limits.transport_rate_delay).ok()
+    }
+
     /// Whether a transport is dead (unavailable agent).
     pub fn transport_dead(&self, transport: &[u8]) -> bool {
         self.transport_by_name

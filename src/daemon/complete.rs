@@ -1,0 +1,479 @@
+//! A message's last delivery is done (the C daemon's qmgr_active_done chain): bounce flush if
+//! there is a bounce log, more recipients if the file holds more, trace flush for success
+//! notices, then for deferred mail either the return to sender (expired) or a delay warning,
+//! and finally unlink (`removed`) or a move to deferred/ with the back-off time stamp.
+//! bounce/defer/trace requests are asynchronous: other mail keeps moving while they run.
+
+use log::{info, warn};
+use mio::Interest;
+
+use super::conn::Conn;
+use super::import::log_sender;
+use super::{fatal, Daemon, Peer, TimerKind};
+use crate::proto::bounce::{bounce_flags, AppendRequest, BounceCommand, FlushRequest, StatusReply};
+use crate::proto::dsn::Dsn;
+use crate::proto::protocol::Protocol;
+use crate::proto::recipient::Recipient;
+use crate::queue::file::{BounceLog, OpenCheck, Removed};
+use crate::queue::id::QueueId;
+use crate::queue::path::{ACTIVE, DEFERRED};
+use crate::queue::record::Patch;
+use crate::sched::complete::{deferred_until, expiry, wants_trace_flush, warning_due, Expiry};
+use crate::sched::MessageRef;
+
+/// Which report a bounce-daemon request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// bounce(8): non-delivery notices for the bounce log.
+    Bounce,
+    /// trace(8): success notices / delivery records.
+    Trace,
+    /// defer(8) flush: the message expired; return it.
+    Expire,
+    /// defer(8) warn: delay notice.
+    Warn,
+}
+
+/// A request to bounce/defer/trace in flight.
+pub struct NotifyConn {
+    pub conn: Conn,
+    message: MessageRef,
+    step: Step,
+    request: Vec<u8>,
+    announced: bool,
+    /// `bounce`, `verp`, `delay warning`, `trace`: for the failure line.
+    what: &'static str,
+}
+
+/// The async clients wait this long for an answer, as Postfix's abounce does.
+const NOTIFY_TIMEOUT: u64 = 1000;
+
+impl Daemon {
+    fn queue_id_of(&self, m: MessageRef) -> Option<QueueId> {
+        QueueId::parse(&self.sched.message(m)?.queue_id).ok()
+    }
+
+    /// Action::MessageDone: step 1, the bounce log.
+    pub(super) fn message_done(&mut self, now: u64, m: MessageRef) {
+        let Some(id) = self.queue_id_of(m) else {
+            self.sched.remove_message(m);
+            return;
+        };
+        match self.qdir.check_bounce_log(&id) {
+            Ok(BounceLog::NonEmpty(_)) => self.start_notify(now, m, Step::Bounce),
+            Ok(_) => self.after_bounce(now, m),
+            Err(e) => fatal(&e.to_string()),
+        }
+    }
+
+    /// Step 2-3: a deferred file an agent marked corrupt goes to corrupt/; more recipients are
+    /// read; else on to the trace flush.
+    fn after_bounce(&mut self, now: u64, m: MessageRef) {
+        let Some(id) = self.queue_id_of(m) else {
+            return;
+        };
+        let Some(msg) = self.sched.message(m) else {
+            return;
+        };
+        let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+        if msg.deferred
+            && !matches!(
+                self.qdir.open_ok(ACTIVE, id.as_bytes(), now_i),
+                OpenCheck::Ready(_)
+            )
+        {
+            self.corrupt(&id);
+            self.sched.remove_message(m);
+            return;
+        }
+        if msg.envelope.resume_offset.is_some() {
+            if !self.read_more_recipients(now, m) {
+                self.corrupt(&id);
+                self.sched.remove_message(m);
+            }
+            return;
+        }
+        if wants_trace_flush(msg.envelope.trace_flags, msg.envelope.size.qmgr_flags) {
+            self.start_notify(now, m, Step::Trace);
+            return;
+        }
+        self.after_trace(now, m);
+    }
+
+    /// Step 4: deferred mail expires or gets its delay warning.
+    fn after_trace(&mut self, now: u64, m: MessageRef) {
+        let Some(msg) = self.sched.message(m) else {
+            return;
+        };
+        if msg.deferred {
+            let env = &msg.envelope;
+            let force = msg.qflags & crate::sched::message_flags::FORCE_EXPIRE != 0;
+            match expiry(
+                now,
+                env.create_time,
+                env.sender.is_empty(),
+                force,
+                &self.lifetimes,
+            ) {
+                Expiry::Expired(status) => {
+                    info!(
+                        "{}: from=<{}>, status={status}, returned to sender",
+                        String::from_utf8_lossy(&msg.queue_id),
+                        log_sender(&env.sender)
+                    );
+                    self.start_notify(now, m, Step::Expire);
+                    return;
+                }
+                Expiry::Young => {
+                    if warning_due(now, env.warn.map(|w| w.time)) {
+                        self.start_notify(now, m, Step::Warn);
+                        return;
+                    }
+                }
+            }
+        }
+        self.finish(now, m);
+    }
+
+    /// Step 5: unlink, or back to deferred/ until the back-off time.
+    fn finish(&mut self, now: u64, m: MessageRef) {
+        let Some(msg) = self.sched.remove_message(m) else {
+            return;
+        };
+        let Ok(id) = QueueId::parse(&msg.queue_id) else {
+            return;
+        };
+        if msg.deferred {
+            let until = deferred_until(now, msg.envelope.create_time, &self.lifetimes);
+            self.move_back(now, &id, DEFERRED, until - now);
+        } else {
+            match self.qdir.remove(ACTIVE, &id) {
+                Ok(Removed::Removed) => info!("{id}: removed"),
+                Ok(Removed::NotFound) => warn!(
+                    "qmgr_active_done_3_generic: remove {id} from {ACTIVE}: No such file or directory"
+                ),
+                Err(e) => fatal(&format!("qmgr_active_done_3_generic: {e}")),
+            }
+        }
+    }
+
+    fn start_notify(&mut self, now: u64, m: MessageRef, step: Step) {
+        let Some(msg) = self.sched.message(m) else {
+            return;
+        };
+        let env = &msg.envelope;
+        let verp = env
+            .verp_delimiters
+            .clone()
+            .filter(|_| !self.params.disable_verp_bounces);
+        let (service, command, flags, what) = match step {
+            Step::Bounce => (
+                &self.params.bounce_service_name,
+                if verp.is_some() {
+                    BounceCommand::Verp
+                } else {
+                    BounceCommand::Flush
+                },
+                bounce_flags::KEEP,
+                if verp.is_some() { "verp" } else { "bounce" },
+            ),
+            Step::Trace => (
+                &self.params.trace_service_name,
+                BounceCommand::Trace,
+                env.trace_flags as u32,
+                "trace",
+            ),
+            Step::Expire => (
+                &self.params.defer_service_name,
+                if verp.is_some() {
+                    BounceCommand::Verp
+                } else {
+                    BounceCommand::Flush
+                },
+                bounce_flags::DELRCPT,
+                if verp.is_some() { "verp" } else { "bounce" },
+            ),
+            Step::Warn => (
+                &self.params.defer_service_name,
+                BounceCommand::Warn,
+                bounce_flags::KEEP,
+                "delay warning",
+            ),
+        };
+        let request = FlushRequest {
+            command,
+            flags,
+            queue_name: ACTIVE.as_bytes().to_vec(),
+            queue_id: msg.queue_id.clone(),
+            encoding: env.encoding.clone(),
+            smtputf8: env.smtputf8 as u32,
+            sender: env.sender.clone(),
+            envelope_id: env.dsn_envid.clone(),
+            ret_flags: env.dsn_ret as u32,
+            verp_delimiters: if command == BounceCommand::Verp {
+                verp
+            } else {
+                None
+            },
+        }
+        .to_bytes();
+        let path = format!("private/{}", String::from_utf8_lossy(service));
+        let conn = match Conn::connect(std::path::Path::new(""), &path) {
+            Ok(c) => c,
+            Err(_) => {
+                self.notify_result(now, m, step, what, -1);
+                return;
+            }
+        };
+        let notify = NotifyConn {
+            conn,
+            message: m,
+            step,
+            request,
+            announced: false,
+            what,
+        };
+        match self.add_peer(Peer::Notify(notify), Interest::READABLE) {
+            Some((slot, serial)) => {
+                self.arm_after(NOTIFY_TIMEOUT, TimerKind::NotifyTimeout { slot, serial })
+            }
+            None => self.notify_result(now, m, step, what, -1),
+        }
+    }
+
+    pub(super) fn on_notify_ready(&mut self, slot: usize, writable: bool) {
+        let now = super::now_secs();
+        let Some(Some(entry)) = self.peers.get_mut(slot) else {
+            return;
+        };
+        let Peer::Notify(n) = &mut entry.peer else {
+            return;
+        };
+        let mut status: Option<i32> = None;
+        if writable && n.conn.wants_write() {
+            match n.conn.flush() {
+                Ok(true) => self.set_interest(slot, Interest::READABLE),
+                Ok(false) => return,
+                Err(_) => status = Some(-1),
+            }
+        }
+        let Some(Some(entry)) = self.peers.get_mut(slot) else {
+            return;
+        };
+        let Peer::Notify(n) = &mut entry.peer else {
+            return;
+        };
+        if status.is_none() {
+            if n.conn.fill().is_err() {
+                status = Some(-1);
+            }
+            while status.is_none() {
+                let Some(list) = n.conn.next_list() else {
+                    if n.conn.at_eof() {
+                        status = Some(-1);
+                    }
+                    break;
+                };
+                if !n.announced {
+                    if Protocol::DeliveryStatus.check_announcement(&list).is_err() {
+                        status = Some(-1);
+                        break;
+                    }
+                    n.announced = true;
+                    let request = std::mem::take(&mut n.request);
+                    n.conn.queue(&request);
+                    match n.conn.flush() {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            self.set_interest(slot, Interest::READABLE | Interest::WRITABLE);
+                            return;
+                        }
+                        Err(_) => status = Some(-1),
+                    }
+                    continue;
+                }
+                status = Some(StatusReply::decode(&list).map_or(-1, |r| r.status));
+            }
+        }
+        let Some(status) = status else {
+            return;
+        };
+        if let Some(Peer::Notify(n)) = self.remove_peer(slot) {
+            self.notify_result(now, n.message, n.step, n.what, status);
+        }
+    }
+
+    pub(super) fn notify_timeout(&mut self, slot: usize, serial: u64) {
+        if self.peer_serial(slot) != Some(serial) {
+            return;
+        }
+        if let Some(Peer::Notify(n)) = self.remove_peer(slot) {
+            self.notify_result(super::now_secs(), n.message, n.step, n.what, -1);
+        }
+    }
+
+    /// A bounce/defer/trace request ended with `status` (0 = done); continue the chain.
+    fn notify_result(&mut self, now: u64, m: MessageRef, step: Step, what: &str, status: i32) {
+        let Some(msg) = self.sched.message_mut(m) else {
+            return;
+        };
+        if status != 0 {
+            info!(
+                "{}: status=deferred ({what} failed)",
+                String::from_utf8_lossy(&msg.queue_id)
+            );
+        }
+        let id = QueueId::parse(&msg.queue_id).ok();
+        match step {
+            Step::Bounce => {
+                msg.deferred |= status != 0;
+                self.after_bounce(now, m);
+            }
+            Step::Trace => {
+                msg.deferred |= status != 0;
+                if status == 0 {
+                    if let (Some(offset), Some(id)) = (msg.envelope.trace_flags_offset, &id) {
+                        self.patch(id, &Patch::kill_record(offset));
+                    }
+                }
+                self.after_trace(now, m);
+            }
+            Step::Expire => {
+                msg.deferred = status != 0;
+                self.finish(now, m);
+            }
+            Step::Warn => {
+                if status == 0 {
+                    if let (Some(w), Some(id)) = (msg.envelope.warn, &id) {
+                        msg.envelope.warn = None;
+                        self.patch(id, &Patch::delay_warning_sent(w.offset));
+                    }
+                }
+                self.finish(now, m);
+            }
+        }
+    }
+
+    fn patch(&self, id: &QueueId, patch: &Patch) {
+        if let Err(e) = self.qdir.apply_patch(ACTIVE, id, patch) {
+            fatal(&e.to_string());
+        }
+    }
+
+    /// The retry service is dead too: record the deferral through defer(8) directly, as
+    /// Postfix's defer_append does (synchronously), and log the recipient's line.
+    pub(super) fn defer_recipient(
+        &mut self,
+        now: u64,
+        m: MessageRef,
+        recipient: &Recipient,
+        dsn: &Dsn,
+    ) {
+        let Some(msg) = self.sched.message(m) else {
+            return;
+        };
+        let mut dsn = dsn.clone();
+        if dsn.status.first() != Some(&b'4') || !crate::sched::route::dsn_valid(&dsn.status) {
+            dsn.status = b"4.0.0".to_vec();
+        }
+        dsn.action = b"delayed".to_vec();
+        let request = AppendRequest {
+            flags: msg.envelope.trace_flags as u32,
+            queue_id: msg.queue_id.clone(),
+            recipient: recipient.clone(),
+            dsn: dsn.clone(),
+        }
+        .to_bytes();
+        let service = format!(
+            "private/{}",
+            String::from_utf8_lossy(&self.params.defer_service_name)
+        );
+        if let Err(e) = sync_request(&service, &request) {
+            warn!("{service} service failure: {e}");
+        }
+        self.log_recipient(now, m, recipient, &dsn, "deferred");
+    }
+
+    /// A double bounce to the local double-bounce address: logged as sent, marked done.
+    pub(super) fn discard_recipient(&mut self, now: u64, m: MessageRef, recipient: &Recipient) {
+        let dsn = Dsn {
+            status: b"2.0.0".to_vec(),
+            reason: b"undeliverable postmaster notification discarded".to_vec(),
+            ..Dsn::default()
+        };
+        self.log_recipient(now, m, recipient, &dsn, "sent");
+        if let Some(id) = self.queue_id_of(m) {
+            self.patch(&id, &Patch::mark_recipient_done(recipient.offset));
+        }
+    }
+
+    /// `<id>: to=<rcpt>, [orig_to=<orig>, ]relay=none, delay=D, delays=a/b/0/0, dsn=X, status=S (reason)`.
+    fn log_recipient(&self, _now: u64, m: MessageRef, r: &Recipient, dsn: &Dsn, status: &str) {
+        let Some(msg) = self.sched.message(m) else {
+            return;
+        };
+        let now = super::now_timeval();
+        let secs = |t: &crate::proto::msg_stats::Timeval| t.sec as f64 + t.usec as f64 / 1e6;
+        let arrival = crate::proto::msg_stats::Timeval {
+            sec: msg.envelope.arrival_time.sec,
+            usec: msg.envelope.arrival_time.usec,
+        };
+        let a = (secs(&msg.active_arrival) - secs(&arrival)).max(0.0);
+        let b = (secs(&now) - secs(&msg.active_arrival)).max(0.0);
+        let limit = u32::try_from(self.params.delay_logging_resolution_limit).unwrap_or(2);
+        let orig = if !r.original.is_empty() && !r.original.eq_ignore_ascii_case(&r.address) {
+            format!(", orig_to=<{}>", String::from_utf8_lossy(&r.original))
+        } else {
+            String::new()
+        };
+        info!(
+            "{}: to=<{}>{orig}, relay=none, delay={}, delays={}/{}/0/0, dsn={}, status={status} ({})",
+            String::from_utf8_lossy(&msg.queue_id),
+            String::from_utf8_lossy(&r.address),
+            crate::maillog::delay::format(a + b, limit),
+            crate::maillog::delay::format(a, limit),
+            crate::maillog::delay::format(b, limit),
+            String::from_utf8_lossy(&dsn.status),
+            String::from_utf8_lossy(&dsn.reason)
+        );
+    }
+}
+
+/// One blocking request/reply exchange with a delivery-status service (defer_append).
+fn sync_request(service: &str, request: &[u8]) -> Result<i32, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(service)
+        .map_err(|e| crate::maillog::strerror(&e))?;
+    let timeout = Some(std::time::Duration::from_secs(60));
+    let _ = stream.set_read_timeout(timeout);
+    let _ = stream.set_write_timeout(timeout);
+    let mut decoder = crate::proto::attr::AttrDecoder::default();
+    let mut lists = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut sent = false;
+    loop {
+        let n = stream
+            .read(&mut buf)
+            .map_err(|e| crate::maillog::strerror(&e))?;
+        if n == 0 {
+            return Err("unexpected end-of-input".into());
+        }
+        lists.extend(decoder.feed(&buf[..n]).map_err(|e| e.to_string())?);
+        while !lists.is_empty() {
+            let list = lists.remove(0);
+            if !sent {
+                Protocol::DeliveryStatus
+                    .check_announcement(&list)
+                    .map_err(|e| e.to_string())?;
+                stream
+                    .write_all(request)
+                    .map_err(|e| crate::maillog::strerror(&e))?;
+                sent = true;
+            } else {
+                return StatusReply::decode(&list)
+                    .map(|r| r.status)
+                    .map_err(|e| e.to_string());
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! A non-blocking connection to a Postfix service socket: buffered writes, incremental
+//! attribute-list reads, and the `WouldBlock` discipline of a readiness loop.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use mio::net::UnixStream;
+
+use crate::proto::attr::{AttrDecoder, AttrError, AttrList};
+
+/// Why a connection is of no further use.
+#[derive(Debug)]
+pub enum ConnError {
+    /// The peer closed before a complete reply.
+    Eof,
+    Io(io::Error),
+    /// Bytes that are not attribute lists.
+    Attr(AttrError),
+}
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnError::Eof => write!(f, "unexpected end-of-input"),
+            ConnError::Io(e) => write!(f, "{}", crate::maillog::strerror(e)),
+            ConnError::Attr(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// One stream to `private/<service>` or `public/<service>`.
+pub struct Conn {
+    pub stream: UnixStream,
+    /// `private/smtp`: how Postfix names the stream in warnings.
+    pub path: String,
+    out: Vec<u8>,
+    written: usize,
+    decoder: AttrDecoder,
+    lists: VecDeque<AttrList>,
+    eof: bool,
+}
+
+impl Conn {
+    /// Starts a non-blocking connect to `<base>/<path>`; connection refused, a missing socket or
+    /// a full backlog fail here at once, as they do for the C daemon.
+    pub fn connect(base: &Path, path: &str) -> io::Result<Conn> {
+        let stream = UnixStream::connect(base.join(path))?;
+        Ok(Conn {
+            stream,
+            path: path.to_string(),
+            out: Vec::new(),
+            written: 0,
+            decoder: AttrDecoder::default(),
+            lists: VecDeque::new(),
+            eof: false,
+        })
+    }
+
+    /// Appends bytes to send; call [`Conn::flush`] afterwards.
+    pub fn queue(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Writes what it can. `Ok(true)`: everything is out.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        while self.written < self.out.len() {
+            match self.stream.write(&self.out[self.written..]) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.written = 0;
+        Ok(true)
+    }
+
+    /// Whether unsent bytes remain.
+    pub fn wants_write(&self) -> bool {
+        self.written < self.out.len()
+    }
+
+    /// Reads everything available into complete lists. EOF is remembered, not an error: a
+    /// reply may arrive together with the close.
+    pub fn fill(&mut self) -> Result<(), ConnError> {
+        let mut buf = [0u8; 8192];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    let lists = self.decoder.feed(&buf[..n]).map_err(ConnError::Attr)?;
+                    self.lists.extend(lists);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ConnError::Io(e)),
+            }
+        }
+    }
+
+    /// The next complete list, if one arrived.
+    pub fn next_list(&mut self) -> Option<AttrList> {
+        self.lists.pop_front()
+    }
+
+    /// The peer has closed its end.
+    pub fn at_eof(&self) -> bool {
+        self.eof
+    }
+}

@@ -1,0 +1,235 @@
+//! Delivery-agent connections (the C daemon's qmgr_transport_alloc and qmgr_deliver): a
+//! non-blocking connect to `private/<transport>`, the agent's announcement, one request, one
+//! reply, close. Every failure ends in the scheduler: an unreachable or babbling agent makes
+//! the transport unavailable, a crash mid-delivery defers the mail.
+
+use log::warn;
+use mio::Interest;
+
+use super::conn::{Conn, ConnError};
+use super::{fatal, Daemon, Peer, TimerKind};
+use crate::proto::deliver::DeliveryReply;
+use crate::proto::protocol::Protocol;
+use crate::sched::{EntryRef, TransportRef};
+
+/// Where an agent connection stands.
+pub enum AgentState {
+    /// Waiting for `{protocol=delivery_request_protocol}`.
+    Connecting,
+    /// Announced; waiting out `<transport>_transport_rate_delay` before the request.
+    RateDelay,
+    /// Request sent (or being written) for this entry; waiting for the reply.
+    Delivering { entry: EntryRef, queue_id: Vec<u8> },
+}
+
+pub struct AgentConn {
+    pub conn: Conn,
+    transport: TransportRef,
+    name: String,
+    state: AgentState,
+}
+
+impl Daemon {
+    /// Action::Connect: start a connection to the transport's agent.
+    pub(super) fn connect_agent(&mut self, now: u64, transport: TransportRef, name: &[u8]) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        let path = format!("private/{name}");
+        match Conn::connect(std::path::Path::new(""), &path) {
+            Ok(conn) => {
+                let agent = AgentConn {
+                    conn,
+                    transport,
+                    name,
+                    state: AgentState::Connecting,
+                };
+                match self.add_peer(Peer::Agent(agent), Interest::READABLE) {
+                    Some((slot, serial)) => {
+                        let timeout = u64::try_from(self.params.daemon_timeout).unwrap_or(18000);
+                        self.arm_after(timeout, TimerKind::AgentTimeout { slot, serial });
+                    }
+                    None => {
+                        self.sched.agent_unavailable(now, transport);
+                        self.run_actions(now);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(
+                    "connect to transport {path}: {}",
+                    crate::maillog::strerror(&e)
+                );
+                self.sched.agent_unavailable(now, transport);
+                self.run_actions(now);
+            }
+        }
+    }
+
+    pub(super) fn on_agent_ready(&mut self, slot: usize, writable: bool) {
+        let now = super::now_secs();
+        let Some(Some(entry)) = self.peers.get_mut(slot) else {
+            return;
+        };
+        let Peer::Agent(agent) = &mut entry.peer else {
+            return;
+        };
+        if writable && agent.conn.wants_write() {
+            match agent.conn.flush() {
+                Ok(true) => self.set_interest(slot, Interest::READABLE),
+                Ok(false) => {}
+                Err(e) => {
+                    self.write_failed(now, slot, &e);
+                    return;
+                }
+            }
+        }
+        let Some(Some(entry)) = self.peers.get_mut(slot) else {
+            return;
+        };
+        let Peer::Agent(agent) = &mut entry.peer else {
+            return;
+        };
+        let filled = agent.conn.fill();
+        match &agent.state {
+            AgentState::Connecting => {
+                let announced = match (&filled, agent.conn.next_list()) {
+                    (Ok(()), Some(list)) => {
+                        Protocol::DeliveryRequest.check_announcement(&list).is_ok()
+                    }
+                    (Ok(()), None) if !agent.conn.at_eof() => return,
+                    _ => false,
+                };
+                if !announced {
+                    warn!("{} socket: malformed response", agent.conn.path);
+                    let transport = agent.transport;
+                    self.remove_peer(slot);
+                    self.sched.agent_unavailable(now, transport);
+                    self.run_actions(now);
+                    return;
+                }
+                let delay = {
+                    let name = agent.name.clone();
+                    self.transport_rate_delay(&name)
+                };
+                if delay > 0 {
+                    if let Some(Some(entry)) = self.peers.get_mut(slot) {
+                        if let Peer::Agent(a) = &mut entry.peer {
+                            a.state = AgentState::RateDelay;
+                        }
+                        let serial = entry.serial;
+                        self.arm_after(delay, TimerKind::RateDelay { slot, serial });
+                    }
+                    return;
+                }
+                self.send_request(now, slot);
+            }
+            AgentState::RateDelay => {
+                // Nothing is expected now; a hang-up is noticed when the request is written.
+            }
+            AgentState::Delivering { entry, .. } => {
+                let entry = *entry;
+                let reply = match (&filled, agent.conn.next_list()) {
+                    (Ok(()), Some(list)) => DeliveryReply::decode(&list).ok(),
+                    (Ok(()), None) if !agent.conn.at_eof() => return,
+                    _ => None,
+                };
+                if reply.is_none() {
+                    match &filled {
+                        Err(ConnError::Io(_)) => {
+                            warn!("{} socket: premature disconnect", agent.conn.path)
+                        }
+                        _ => warn!("{} socket: malformed response", agent.conn.path),
+                    }
+                }
+                self.remove_peer(slot);
+                self.sched.agent_reply(now, entry, reply.as_ref());
+                self.run_actions(now);
+            }
+        }
+    }
+
+    fn transport_rate_delay(&self, name: &str) -> u64 {
+        // The scheduler knows the parameters; the loop only needs the delay.
+        self.sched
+            .transport_rate_delay(name.as_bytes())
+            .unwrap_or(0)
+    }
+
+    pub(super) fn rate_delay_over(&mut self, slot: usize, serial: u64) {
+        if self.peer_serial(slot) == Some(serial) {
+            self.send_request(super::now_secs(), slot);
+        }
+    }
+
+    /// Picks the next entry for this agent and writes the request, or closes the connection
+    /// when there is nothing to send any more.
+    fn send_request(&mut self, now: u64, slot: usize) {
+        let Some(Some(entry)) = self.peers.get(slot) else {
+            return;
+        };
+        let Peer::Agent(agent) = &entry.peer else {
+            return;
+        };
+        let transport = agent.transport;
+        let Some((e, request)) = self.sched.agent_ready(now, transport) else {
+            self.remove_peer(slot);
+            self.run_actions(now);
+            return;
+        };
+        let bytes = request.to_bytes();
+        let Some(Some(slot_entry)) = self.peers.get_mut(slot) else {
+            return;
+        };
+        let Peer::Agent(agent) = &mut slot_entry.peer else {
+            return;
+        };
+        agent.state = AgentState::Delivering {
+            entry: e,
+            queue_id: request.queue_id,
+        };
+        agent.conn.queue(&bytes);
+        match agent.conn.flush() {
+            Ok(true) => {}
+            Ok(false) => self.set_interest(slot, Interest::READABLE | Interest::WRITABLE),
+            Err(err) => self.write_failed(now, slot, &err),
+        }
+        self.run_actions(now);
+    }
+
+    fn write_failed(&mut self, now: u64, slot: usize, err: &std::io::Error) {
+        let Some(Peer::Agent(agent)) = self.remove_peer(slot) else {
+            return;
+        };
+        warn!(
+            "write to process ({}): {}",
+            agent.name,
+            crate::maillog::strerror(err)
+        );
+        if let AgentState::Delivering { entry, .. } = agent.state {
+            self.sched.request_failed(now, entry);
+        } else {
+            self.sched.agent_unavailable(now, agent.transport);
+        }
+        self.run_actions(now);
+    }
+
+    /// daemon_timeout passed without an announcement or a reply: the C daemon gives up.
+    pub(super) fn agent_timeout(&mut self, slot: usize, serial: u64) {
+        if self.peer_serial(slot) != Some(serial) {
+            return;
+        }
+        let Some(Some(entry)) = self.peers.get(slot) else {
+            return;
+        };
+        let Peer::Agent(agent) = &entry.peer else {
+            return;
+        };
+        match &agent.state {
+            AgentState::Delivering { queue_id, .. } => fatal(&format!(
+                "{}: timeout receiving delivery status from transport: {}",
+                String::from_utf8_lossy(queue_id),
+                agent.name
+            )),
+            _ => fatal(&format!("timeout connecting to transport: {}", agent.name)),
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! Taking a message into the active queue (the C daemon's qmgr_active_feed and
+//! qmgr_message_alloc): rename to active/, lock, read the envelope in a bounded batch, then
+//! route every recipient (trivial-rewrite, or the content filter) and hand them to the
+//! scheduler.
+
+use log::{info, warn};
+
+use super::rewrite::{Answer, Query, RewriteTrouble};
+use super::{fatal, now_timeval, Daemon};
+use crate::proto::recipient::Recipient;
+use crate::proto::rewrite::ResolveClass;
+use crate::queue::envelope::{
+    self, read_envelope, read_recipient_batch, Envelope, ReadEvent, ReadOptions,
+    DEL_REQ_FLAG_MTA_VRFY, DEL_REQ_FLAG_USR_VRFY,
+};
+use crate::queue::file::{LockError, OpenCheck};
+use crate::queue::id::QueueId;
+use crate::queue::path::{ACTIVE, CORRUPT, INCOMING};
+use crate::sched::route::{self, Route};
+use crate::sched::{message_flags, MessageRef};
+
+/// What a rewrite answer is for: recipient `index` of a message being loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RewriteTag {
+    message: MessageRef,
+    index: usize,
+}
+
+/// A message whose recipients are being routed.
+pub struct Loading {
+    recipients: Vec<Recipient>,
+    routes: Vec<Option<Route>>,
+    outstanding: usize,
+}
+
+/// The `from=<...>` sender as log lines show it.
+pub(super) fn log_sender(sender: &[u8]) -> String {
+    String::from_utf8_lossy(sender).into_owned()
+}
+
+impl Daemon {
+    fn read_options(&self) -> ReadOptions<'_> {
+        ReadOptions {
+            recipient_cap: self.recipient_cap,
+            verp_delimiter_filter: &self.params.verp_delimiter_filter,
+            confirm_delay_cleared: self.params.confirm_delay_cleared,
+        }
+    }
+
+    /// Logs what the envelope reader met, in the C daemon's order.
+    fn log_read_events(&self, id: &QueueId, events: &[ReadEvent]) {
+        let path = format!("{ACTIVE}/{id}");
+        for event in events {
+            match event {
+                ReadEvent::Opened(o) => info!(
+                    "{id}: from=<{}>, size={}, nrcpt={} (queue active)",
+                    log_sender(&o.sender),
+                    o.size,
+                    o.nrcpt
+                ),
+                other => {
+                    if let Some(line) = other.log_line(&path, id.as_str()) {
+                        warn!("{line}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tries one scanned name. Returns true when a message entered the active queue.
+    pub(super) fn import(
+        &mut self,
+        now: u64,
+        scan_idx: usize,
+        name: &[u8],
+        scan_flags: u8,
+    ) -> bool {
+        let queue = if scan_idx == 0 {
+            INCOMING
+        } else {
+            crate::queue::path::DEFERRED
+        };
+        let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+        let ready = match self.qdir.open_ok(queue, name, now_i) {
+            OpenCheck::Ready(r) => r,
+            other => {
+                if let Some(w) = other.warning() {
+                    warn!("{w}");
+                }
+                return false;
+            }
+        };
+        if let Some(w) = ready.link_warning() {
+            warn!("{w}");
+        }
+        if ready.not_yet_due(now_i, scan_flags) {
+            return false;
+        }
+        let id = ready.id.clone();
+        match self.qdir.rename(&id, queue, ACTIVE) {
+            Ok(renamed) => super::log_renamed(&renamed),
+            Err(e) if e.is_not_found() => {
+                warn!("qmgr_active_feed: {e}");
+                return false;
+            }
+            Err(e) => fatal(&format!("qmgr_active_feed: {e}")),
+        }
+        let mut qflags = 0;
+        if scan_flags & crate::master::trigger::FLUSH_DFXP != 0 {
+            qflags |= message_flags::FLUSH_DFXP;
+        }
+        if ready.unthrottle() {
+            qflags |= message_flags::FLUSH_EACH | message_flags::FLUSH_DFXP;
+        }
+        if ready.force_expire() {
+            qflags |= message_flags::FORCE_EXPIRE;
+        }
+        let mut file = match self.qdir.open_locked(ACTIVE, &id) {
+            Ok(f) => f,
+            Err(LockError::Locked { .. }) => {
+                info!("{id}: skipped, still being delivered");
+                self.move_back(now, &id, INCOMING, 60);
+                return false;
+            }
+            Err(LockError::Open(e)) => {
+                if !e.is_not_found() {
+                    fatal(&e.to_string());
+                }
+                warn!("{e}");
+                self.corrupt(&id);
+                return false;
+            }
+        };
+        let envelope = match read_envelope(&mut file, &self.read_options()) {
+            Ok(env) => env,
+            Err(err) => {
+                self.log_read_events(&id, &err.events);
+                for (severity, line) in err
+                    .rejection
+                    .log_lines(&format!("{ACTIVE}/{id}"), id.as_str())
+                {
+                    match severity {
+                        envelope::Severity::Fatal => fatal(&line),
+                        envelope::Severity::Warning => warn!("{line}"),
+                    }
+                }
+                drop(file);
+                self.corrupt(&id);
+                return false;
+            }
+        };
+        self.log_read_events(&id, &envelope.events);
+        if ready.unthrottle() {
+            if let Err(e) = crate::queue::file::clear_unthrottle(&file, ready.mode, &ready.path) {
+                fatal(&e.to_string());
+            }
+        }
+        let force_expire_now = qflags & message_flags::FORCE_EXPIRE != 0
+            && self
+                .qdir
+                .log_size(crate::queue::path::DEFER, &id)
+                .is_some_and(|size| size > 0);
+        if !force_expire_now {
+            if let Err(e) = self.qdir.remove_defer_log(&id) {
+                fatal(&format!("qmgr_message_alloc: {id}: {e}"));
+            }
+        }
+        drop(file);
+        let m = self
+            .sched
+            .add_message(id.as_bytes().to_vec(), envelope, now_timeval(), qflags);
+        if force_expire_now {
+            // An expired message with a defer log: no deliveries, straight to the return.
+            if let Some(msg) = self.sched.message_mut(m) {
+                msg.deferred = true;
+                msg.envelope.recipients.clear();
+                msg.envelope.resume_offset = None;
+            }
+            self.message_done(now, m);
+            return true;
+        }
+        self.route_recipients(now, m);
+        true
+    }
+
+    /// Starts routing the recipients now in the message's envelope.
+    pub(super) fn route_recipients(&mut self, now: u64, m: MessageRef) {
+        let Some(msg) = self.sched.message_mut(m) else {
+            return;
+        };
+        let mut recipients = std::mem::take(&mut msg.envelope.recipients);
+        let env: &Envelope = &msg.envelope;
+        recipients.sort_by(|a, b| route::compare_addresses(&a.address, &b.address));
+        let trace_only = env.trace_flags & (DEL_REQ_FLAG_MTA_VRFY | DEL_REQ_FLAG_USR_VRFY) != 0;
+        let class = if env.trace_flags & DEL_REQ_FLAG_MTA_VRFY != 0 {
+            ResolveClass::Verify
+        } else {
+            ResolveClass::Resolve
+        };
+        let sender = env.sender.clone();
+        let filter = env.filter_transport.clone().filter(|_| !trace_only);
+        let redirect = env.redirect_address.clone();
+        if redirect.is_some() {
+            // A redirect keeps only the first recipient, and no further batches are read.
+            recipients.truncate(1);
+            msg.envelope.resume_offset = None;
+        }
+        let count = recipients.len();
+        let mut loading = Loading {
+            routes: vec![None; count],
+            recipients,
+            outstanding: 0,
+        };
+        for (index, recipient) in loading.recipients.iter().enumerate() {
+            let tag = RewriteTag { message: m, index };
+            if let Some(address) = &redirect {
+                self.rewrite.submit(
+                    tag,
+                    Query::Rewrite {
+                        address: address.clone(),
+                    },
+                );
+                loading.outstanding += 1;
+            } else if let Some(filter) = &filter {
+                loading.routes[index] = Some(Route::for_filter(
+                    filter,
+                    &recipient.address,
+                    &self.params.default_filter_nexthop,
+                    &self.params.myhostname,
+                ));
+            } else {
+                self.rewrite.submit(
+                    tag,
+                    Query::Resolve {
+                        class,
+                        sender: sender.clone(),
+                        address: recipient.address.clone(),
+                    },
+                );
+                loading.outstanding += 1;
+            }
+        }
+        if loading.outstanding == 0 {
+            self.finish_loading(now, m, loading);
+        } else {
+            self.loading.insert(m, loading);
+            self.pump_rewrite(now);
+        }
+    }
+
+    fn finish_loading(&mut self, now: u64, m: MessageRef, loading: Loading) {
+        let pairs = loading
+            .recipients
+            .into_iter()
+            .zip(loading.routes)
+            .filter_map(|(r, route)| route.map(|route| (r, route)))
+            .collect();
+        self.sched.assign(now, m, pairs);
+        self.run_actions(now);
+    }
+
+    pub(super) fn pump_rewrite(&mut self, now: u64) {
+        let result = self.rewrite.pump(
+            std::time::Instant::now(),
+            std::path::Path::new(""),
+            self.poll.registry(),
+        );
+        if let Err(trouble) = result {
+            self.rewrite_trouble(trouble);
+        }
+        let _ = now;
+        self.rewrite
+            .expire(std::time::Instant::now(), self.poll.registry());
+    }
+
+    fn rewrite_trouble(&mut self, trouble: RewriteTrouble) {
+        let text = match &trouble {
+            RewriteTrouble::Connect(e) => crate::maillog::strerror(e),
+            RewriteTrouble::Conn(e) => e.to_string(),
+            RewriteTrouble::BadAnnouncement | RewriteTrouble::BadReply => {
+                "malformed response".to_string()
+            }
+        };
+        warn!("problem talking to service rewrite: {text}");
+        self.rewrite
+            .reset(std::time::Instant::now(), self.poll.registry());
+    }
+
+    pub(super) fn on_rewrite_ready(&mut self, now: u64) {
+        let mut answers = Vec::new();
+        let result = self
+            .rewrite
+            .on_ready(std::time::Instant::now(), &mut answers);
+        for (tag, _query, answer) in answers {
+            self.on_answer(now, tag, answer);
+        }
+        if let Err(trouble) = result {
+            self.rewrite_trouble(trouble);
+        }
+        self.pump_rewrite(now);
+    }
+
+    fn on_answer(&mut self, now: u64, tag: RewriteTag, answer: Answer) {
+        match answer {
+            Answer::Rewrite(reply) => {
+                // The canonical redirect address replaces the recipient; now resolve it.
+                let Some(loading) = self.loading.get_mut(&tag.message) else {
+                    return;
+                };
+                let Some(recipient) = loading.recipients.get_mut(tag.index) else {
+                    return;
+                };
+                recipient.address = reply.address.clone();
+                let (class, sender) = match self.sched.message(tag.message) {
+                    Some(msg) => (
+                        if msg.envelope.trace_flags & DEL_REQ_FLAG_MTA_VRFY != 0 {
+                            ResolveClass::Verify
+                        } else {
+                            ResolveClass::Resolve
+                        },
+                        msg.envelope.sender.clone(),
+                    ),
+                    None => return,
+                };
+                self.rewrite.submit(
+                    tag,
+                    Query::Resolve {
+                        class,
+                        sender,
+                        address: reply.address,
+                    },
+                );
+            }
+            Answer::Resolve(reply) => {
+                let Some(loading) = self.loading.get_mut(&tag.message) else {
+                    return;
+                };
+                if let Some(slot) = loading.routes.get_mut(tag.index) {
+                    *slot = Some(Route {
+                        transport: reply.transport,
+                        nexthop: reply.nexthop,
+                        address: reply.recipient,
+                        flags: reply.flags,
+                    });
+                }
+                loading.outstanding = loading.outstanding.saturating_sub(1);
+                if loading.outstanding == 0 {
+                    if let Some(loading) = self.loading.remove(&tag.message) {
+                        self.finish_loading(now, tag.message, loading);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the next recipient batch of a message whose first ones are all done.
+    /// Returns false when the file cannot be read (the caller moves it to corrupt/).
+    pub(super) fn read_more_recipients(&mut self, now: u64, m: MessageRef) -> bool {
+        let Some(msg) = self.sched.message(m) else {
+            return false;
+        };
+        let Ok(id) = QueueId::parse(&msg.queue_id) else {
+            return false;
+        };
+        let mut file = match std::fs::File::open(self.qdir.path(ACTIVE, &id)) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!("open {ACTIVE}/{id}: {}", crate::maillog::strerror(&e));
+                return false;
+            }
+        };
+        let options = ReadOptions {
+            recipient_cap: self.recipient_cap,
+            verp_delimiter_filter: &self.params.verp_delimiter_filter,
+            confirm_delay_cleared: self.params.confirm_delay_cleared,
+        };
+        let Some(msg) = self.sched.message_mut(m) else {
+            return false;
+        };
+        match read_recipient_batch(&mut file, &mut msg.envelope, &options) {
+            Ok(events) => {
+                self.log_read_events(&id, &events);
+                self.route_recipients(now, m);
+                true
+            }
+            Err(err) => {
+                self.log_read_events(&id, &err.events);
+                for (_, line) in err
+                    .rejection
+                    .log_lines(&format!("{ACTIVE}/{id}"), id.as_str())
+                {
+                    warn!("{line}");
+                }
+                false
+            }
+        }
+    }
+
+    /// active/ID -> corrupt/ID, with the C daemon's warning.
+    pub(super) fn corrupt(&mut self, id: &QueueId) {
+        match self.qdir.rename(id, ACTIVE, CORRUPT) {
+            Ok(_) => {
+                warn!("saving corrupt file \"{id}\" from queue \"{ACTIVE}\" to queue \"{CORRUPT}\"")
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => fatal(&format!(
+                "qmgr_active_corrupt: save corrupt file queue {ACTIVE} id {id}: {e}"
+            )),
+        }
+    }
+
+    /// active/ID -> `to` with a "not before" time `delay` seconds from now.
+    pub(super) fn move_back(&mut self, now: u64, id: &QueueId, to: &str, delay: u64) {
+        let at = i64::try_from(now.saturating_add(delay)).unwrap_or(i64::MAX);
+        if let Err(e) = self.qdir.set_time(ACTIVE, id, at) {
+            if !e.is_not_found() {
+                fatal(&format!("qmgr_active_defer: {e}"));
+            }
+        }
+        match self.qdir.rename(id, ACTIVE, to) {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => warn!("qmgr_active_defer: {e}"),
+            Err(e) => fatal(&format!("qmgr_active_defer: {e}")),
+        }
+    }
+}

@@ -1,0 +1,609 @@
+//! The event loop: one mio poll over the trigger listener, master's status socket, the
+//! watchdog's wake-up pipe, the trivial-rewrite connection and every delivery-agent and
+//! bounce/defer/trace connection; timers decide the poll timeout. It owns all I/O and the
+//! clock, feeds the scheduler ([`crate::sched`]) and carries out its actions.
+//!
+//! Each iteration mirrors the C daemon's `qmgr_loop`: start deliveries, import at most one
+//! message from the queue scans (incoming and deferred alternate), settle the flow-control
+//! tokens, then wait for events.
+
+mod complete;
+pub mod conn;
+mod deliver;
+mod import;
+pub mod rewrite;
+pub mod timers;
+
+use std::collections::HashMap;
+use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::{info, warn};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::config::transport::TransportParams;
+use crate::config::{Config, Params};
+use crate::maillog;
+use crate::master::fds::{self, MasterChannels};
+use crate::master::options::{DaemonOptions, ServiceType};
+use crate::master::status::Availability;
+use crate::master::watchdog::Watchdog;
+use crate::master::{flow, trigger};
+use crate::queue::file::QueueDir;
+use crate::queue::path::{DEFERRED, INCOMING};
+use crate::queue::scan::Scan;
+use crate::sched::complete::Lifetimes;
+use crate::sched::{Action, LimitsLookup, MessageRef, SchedConfig, Scheduler};
+
+use rewrite::RewriteClient;
+use timers::Timers;
+
+const LISTEN: Token = Token(0);
+const STATUS: Token = Token(1);
+const WATCHDOG: Token = Token(2);
+const REWRITE: Token = Token(3);
+/// Tokens from here on are peer connections: `FIRST_PEER + slot`.
+const FIRST_PEER: usize = 16;
+
+/// Seconds since the epoch: the scheduler's clock.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn now_timeval() -> crate::proto::msg_stats::Timeval {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    crate::proto::msg_stats::Timeval {
+        sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        usec: i64::from(d.subsec_micros()),
+    }
+}
+
+/// What a timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerKind {
+    Sched(crate::sched::Timer),
+    /// Every queue_run_delay: scan deferred/.
+    DeferredScan,
+    /// daemon_timeout while connecting to, or waiting for, a delivery agent.
+    AgentTimeout {
+        slot: usize,
+        serial: u64,
+    },
+    /// `<transport>_transport_rate_delay` after the agent announced itself.
+    RateDelay {
+        slot: usize,
+        serial: u64,
+    },
+    /// A bounce/defer/trace request got no answer in time.
+    NotifyTimeout {
+        slot: usize,
+        serial: u64,
+    },
+}
+
+/// A connection the loop is driving.
+enum Peer {
+    Agent(deliver::AgentConn),
+    Notify(complete::NotifyConn),
+}
+
+struct PeerSlot {
+    serial: u64,
+    peer: Peer,
+}
+
+/// Everything the daemon owns.
+pub struct Daemon {
+    poll: Poll,
+    master: MasterChannels,
+    service_type: ServiceType,
+    watchdog: Option<Watchdog>,
+    pid: i32,
+    generation: u32,
+    /// A leftover argv word: fatal at the first trigger, as in the C daemon.
+    unexpected_argument: Option<String>,
+    params: Params,
+    qdir: QueueDir,
+    sched: Scheduler,
+    lifetimes: Lifetimes,
+    incoming: Scan,
+    deferred: Scan,
+    /// Which scan the next import tries first (0 incoming, 1 deferred).
+    first_scan: usize,
+    rewrite: RewriteClient<import::RewriteTag>,
+    peers: Vec<Option<PeerSlot>>,
+    free_peers: Vec<usize>,
+    next_serial: u64,
+    timers: Timers<TimerKind>,
+    loading: HashMap<MessageRef, import::Loading>,
+    master_gone: bool,
+    /// Read from the transport table at first use, like the C daemon.
+    recipient_cap: usize,
+}
+
+/// How the daemon was started.
+pub struct Startup {
+    pub options: DaemonOptions,
+    pub config: Config,
+    pub params: Params,
+    pub master: MasterChannels,
+    pub generation: u32,
+}
+
+fn fatal(text: &str) -> ! {
+    maillog::fatal(text)
+}
+
+impl Daemon {
+    /// Post-init (after the privilege drop): recover active/, start both scans and the
+    /// deferred-scan timer, register the master descriptors.
+    pub fn new(startup: Startup) -> Daemon {
+        let Startup {
+            options,
+            config,
+            params,
+            master,
+            generation,
+        } = startup;
+        let paths = match crate::queue::path::QueuePaths::new(
+            &params.hash_queue_names,
+            i64::from(params.hash_queue_depth),
+        ) {
+            Ok(p) => p,
+            Err(e) => fatal(&e.to_string()),
+        };
+        let qdir = QueueDir::new(PathBuf::new(), paths);
+        let poll = match Poll::new() {
+            Ok(p) => p,
+            Err(e) => fatal(&format!("poll: {}", maillog::strerror(&e))),
+        };
+        let sched_cfg = SchedConfig::from_params(&params);
+        let limits = transport_lookup(config, params.clone());
+        let now = now_secs();
+        match qdir.recover_active(i64::try_from(now).unwrap_or(i64::MAX)) {
+            Ok(report) => {
+                for w in report.warnings {
+                    warn!("{w}");
+                }
+            }
+            Err(e) => fatal(&e.to_string()),
+        }
+        let incoming = qdir.scan(INCOMING);
+        let deferred = qdir.scan(DEFERRED);
+        let secs = |v: i32| Duration::from_secs(u64::try_from(v).unwrap_or(0));
+        let recipient_cap = crate::queue::envelope::recipient_cap(
+            i64::from(params.qmgr_message_recipient_limit),
+            i64::from(params.qmgr_fudge_factor),
+        );
+        let mut daemon = Daemon {
+            poll,
+            master,
+            service_type: options.service_type.unwrap_or(ServiceType::Unix),
+            watchdog: None,
+            pid: i32::try_from(std::process::id()).unwrap_or(0),
+            generation,
+            unexpected_argument: options.unexpected_argument(),
+            lifetimes: Lifetimes::from_params(&params),
+            rewrite: RewriteClient::new(REWRITE, secs(params.ipc_idle), secs(params.ipc_ttl)),
+            params,
+            qdir,
+            sched: Scheduler::new(sched_cfg, limits),
+            incoming,
+            deferred,
+            first_scan: 0,
+            peers: Vec::new(),
+            free_peers: Vec::new(),
+            next_serial: 0,
+            timers: Timers::default(),
+            loading: HashMap::new(),
+            master_gone: false,
+            recipient_cap,
+        };
+        daemon.register_master();
+        daemon.scan_request(INCOMING, trigger::SCAN_START);
+        daemon.scan_request(DEFERRED, trigger::SCAN_START);
+        let delay = daemon.params.queue_run_delay;
+        daemon.arm_after(u64::try_from(delay).unwrap_or(300), TimerKind::DeferredScan);
+        daemon.watchdog = match Watchdog::create(
+            u32::try_from(daemon.params.qmgr_daemon_timeout).unwrap_or(1000),
+        ) {
+            Ok(w) => {
+                let fd = w.wake_fd();
+                if let Err(e) = daemon.poll.registry().register(
+                    &mut SourceFd(&fd),
+                    WATCHDOG,
+                    Interest::READABLE,
+                ) {
+                    fatal(&format!("watchdog: {}", maillog::strerror(&e)));
+                }
+                Some(w)
+            }
+            Err(e) => fatal(&e.to_string()),
+        };
+        daemon
+    }
+
+    fn register_master(&mut self) {
+        let registry = self.poll.registry();
+        for fd in self.master.listen_fds() {
+            if let Err(e) = registry.register(&mut SourceFd(&fd), LISTEN, Interest::READABLE) {
+                fatal(&format!("register listener: {}", maillog::strerror(&e)));
+            }
+        }
+        let status = self.master.status_fd();
+        if let Err(e) = registry.register(&mut SourceFd(&status), STATUS, Interest::READABLE) {
+            fatal(&format!("register status: {}", maillog::strerror(&e)));
+        }
+    }
+
+    /// Runs until master goes away (reload or stop), then exits 0.
+    pub fn run(mut self) -> ! {
+        let mut events = Events::with_capacity(256);
+        loop {
+            if let Some(w) = &self.watchdog {
+                w.start();
+            }
+            let now = now_secs();
+            let produced = self.loop_hook(now);
+            let timeout = if produced {
+                Some(Duration::ZERO)
+            } else {
+                self.poll_timeout()
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    fatal(&format!("event loop: {}", maillog::strerror(&e)));
+                }
+            }
+            for event in events.iter() {
+                self.dispatch(event.token(), event.is_writable());
+            }
+            self.fire_timers();
+            if self.master_gone {
+                // Master closed the status socket: reload or stop. Mail in flight stays in
+                // active/ and is taken up again by the next queue manager.
+                std::process::exit(0);
+            }
+        }
+    }
+
+    /// One `qmgr_loop` pass. Returns true when a scan produced a name (do not wait).
+    fn loop_hook(&mut self, now: u64) -> bool {
+        self.sched.drain();
+        self.run_actions(now);
+        let mut produced = false;
+        let mut imported_from_incoming = false;
+        let mut last = (self.first_scan + 1) % 2;
+        for i in 0..2 {
+            if !self.sched.can_import() {
+                break;
+            }
+            let idx = (self.first_scan + i) % 2;
+            last = idx;
+            match self.scan_next(idx) {
+                Some((name, flags)) => {
+                    produced = true;
+                    if self.import(now, idx, &name, flags) {
+                        imported_from_incoming = idx == 0;
+                        break;
+                    }
+                }
+                None => continue,
+            }
+        }
+        self.first_scan = if self.sched.can_import() {
+            (last + 1) % 2
+        } else {
+            0
+        };
+        self.run_actions(now);
+        self.pump_rewrite(now);
+        self.flow_tokens(imported_from_incoming);
+        produced
+    }
+
+    fn scan_next(&mut self, idx: usize) -> Option<(Vec<u8>, u8)> {
+        let scan = if idx == 0 {
+            &mut self.incoming
+        } else {
+            &mut self.deferred
+        };
+        match scan.next_entry() {
+            Ok(Some(entry)) => Some((entry.name, entry.flags)),
+            Ok(None) => None,
+            Err(e) => fatal(&e.to_string()),
+        }
+    }
+
+    fn scan_request(&mut self, queue: &str, flags: u8) {
+        let scan = if queue == INCOMING {
+            &mut self.incoming
+        } else {
+            &mut self.deferred
+        };
+        if let Err(e) = scan.request(flags) {
+            fatal(&e.to_string());
+        }
+    }
+
+    /// Global flow control: hand cleanup(8) tokens as the C daemon does.
+    fn flow_tokens(&mut self, imported_from_incoming: bool) {
+        if self.params.in_flow_delay <= 0 {
+            return;
+        }
+        let limit = usize::try_from(self.params.default_process_limit).unwrap_or(100);
+        let Ok(count) = self.master.flow_count() else {
+            return;
+        };
+        match flow::tokens_to_move(
+            count,
+            limit,
+            imported_from_incoming,
+            self.incoming.running(),
+        ) {
+            flow::FlowAction::Put(n) => {
+                let _ = self.master.flow_put(n);
+            }
+            flow::FlowAction::Get(n) => {
+                let _ = self.master.flow_get(n);
+            }
+            flow::FlowAction::None => {}
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut timeout = self.timers.timeout(now);
+        if let Some(at) = self.rewrite.retry_at {
+            let d = at.saturating_duration_since(now);
+            timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        }
+        if self.rewrite.is_open() {
+            // Check the ipc_idle/ipc_ttl limits at least this often.
+            let d = Duration::from_secs(1);
+            timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        }
+        timeout
+    }
+
+    fn dispatch(&mut self, token: Token, writable: bool) {
+        match token {
+            LISTEN => self.on_trigger(),
+            STATUS if fds::master_gone(self.master_status()) => self.master_gone = true,
+            STATUS => {}
+            WATCHDOG => {
+                if let Some(w) = &self.watchdog {
+                    w.drain();
+                }
+            }
+            REWRITE => self.on_rewrite_ready(now_secs()),
+            Token(t) if t >= FIRST_PEER => {
+                let slot = t - FIRST_PEER;
+                let kind = match self.peers.get(slot) {
+                    Some(Some(PeerSlot {
+                        peer: Peer::Agent(_),
+                        ..
+                    })) => 0,
+                    Some(Some(PeerSlot {
+                        peer: Peer::Notify(_),
+                        ..
+                    })) => 1,
+                    _ => return,
+                };
+                if kind == 0 {
+                    self.on_agent_ready(slot, writable);
+                } else {
+                    self.on_notify_ready(slot, writable);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn master_status(&self) -> BorrowedFd<'_> {
+        // SAFETY: the status descriptor is owned by `self.master` and stays open for as long as
+        // the returned borrow (tied to `&self`) lives.
+        unsafe { BorrowedFd::borrow_raw(self.master.status_fd()) }
+    }
+
+    /// A trigger on public/qmgr: TAKEN, one read, the requests, AVAIL.
+    fn on_trigger(&mut self) {
+        for fd in self.master.listen_fds() {
+            let Some(listen) = self.master.listen_fd(fd) else {
+                continue;
+            };
+            let bytes = match self.service_type {
+                ServiceType::Fifo => {
+                    self.notify_master(Availability::Taken);
+                    match fds::read_trigger(listen) {
+                        Ok(b) => Some(b),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+                        Err(_) => None,
+                    }
+                }
+                _ => match fds::accept_trigger(listen, fds::TRIGGER_WAIT) {
+                    Ok(Some(conn)) => {
+                        self.notify_master(Availability::Taken);
+                        conn.read().ok()
+                    }
+                    Ok(None) => continue,
+                    Err(e) => {
+                        log::error!("{e}");
+                        continue;
+                    }
+                },
+            };
+            if let Some(bytes) = bytes {
+                self.service_trigger(&bytes);
+            }
+            if self
+                .master
+                .notify(self.pid, self.generation, Availability::Avail)
+                .is_err()
+            {
+                self.master_gone = true;
+            }
+        }
+    }
+
+    fn notify_master(&self, availability: Availability) {
+        let _ = self.master.notify(self.pid, self.generation, availability);
+    }
+
+    fn service_trigger(&mut self, bytes: &[u8]) {
+        if let Some(text) = &self.unexpected_argument {
+            fatal(text);
+        }
+        let req = trigger::parse(bytes);
+        if (req.incoming | req.deferred) & trigger::FLUSH_ONCE != 0 {
+            self.sched.revive_all();
+        }
+        if req.incoming != 0 {
+            self.scan_request(INCOMING, req.incoming);
+        }
+        if req.deferred != 0 {
+            self.scan_request(DEFERRED, req.deferred);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(kind) = self.timers.pop_due(now) {
+            let secs = now_secs();
+            match kind {
+                TimerKind::Sched(t) => {
+                    self.sched.timer(secs, t);
+                    self.run_actions(secs);
+                }
+                TimerKind::DeferredScan => {
+                    self.scan_request(DEFERRED, trigger::SCAN_START);
+                    let delay = u64::try_from(self.params.queue_run_delay).unwrap_or(300);
+                    self.arm_after(delay, TimerKind::DeferredScan);
+                }
+                TimerKind::AgentTimeout { slot, serial } => self.agent_timeout(slot, serial),
+                TimerKind::RateDelay { slot, serial } => self.rate_delay_over(slot, serial),
+                TimerKind::NotifyTimeout { slot, serial } => self.notify_timeout(slot, serial),
+            }
+        }
+    }
+
+    fn arm_after(&mut self, secs: u64, kind: TimerKind) {
+        self.timers
+            .arm(Instant::now() + Duration::from_secs(secs), kind);
+    }
+
+    /// Carries out what the scheduler asked for.
+    fn run_actions(&mut self, now: u64) {
+        loop {
+            let actions = self.sched.take_actions();
+            if actions.is_empty() {
+                return;
+            }
+            for action in actions {
+                match action {
+                    Action::Connect { transport, name } => {
+                        self.connect_agent(now, transport, &name)
+                    }
+                    Action::ArmTimer { at, timer } => {
+                        self.arm_after(at.saturating_sub(now), TimerKind::Sched(timer));
+                    }
+                    Action::Warn(text) => warn!("{text}"),
+                    Action::DeferRecipient {
+                        message,
+                        recipient,
+                        dsn,
+                    } => self.defer_recipient(now, message, &recipient, &dsn),
+                    Action::DiscardRecipient { message, recipient } => {
+                        self.discard_recipient(now, message, &recipient)
+                    }
+                    Action::MessageDone(m) => self.message_done(now, m),
+                }
+            }
+        }
+    }
+
+    /// A slot for a new peer connection, registered under its token.
+    fn add_peer(&mut self, mut peer: Peer, interest: Interest) -> Option<(usize, u64)> {
+        let slot = self.free_peers.pop().unwrap_or_else(|| {
+            self.peers.push(None);
+            self.peers.len() - 1
+        });
+        self.next_serial += 1;
+        let serial = self.next_serial;
+        let stream = match &mut peer {
+            Peer::Agent(a) => &mut a.conn.stream,
+            Peer::Notify(n) => &mut n.conn.stream,
+        };
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(stream, Token(FIRST_PEER + slot), interest)
+        {
+            warn!("register connection: {}", maillog::strerror(&e));
+            self.free_peers.push(slot);
+            return None;
+        }
+        self.peers[slot] = Some(PeerSlot { serial, peer });
+        Some((slot, serial))
+    }
+
+    fn remove_peer(&mut self, slot: usize) -> Option<Peer> {
+        let entry = self.peers.get_mut(slot)?.take()?;
+        let mut peer = entry.peer;
+        let stream = match &mut peer {
+            Peer::Agent(a) => &mut a.conn.stream,
+            Peer::Notify(n) => &mut n.conn.stream,
+        };
+        let _ = self.poll.registry().deregister(stream);
+        self.free_peers.push(slot);
+        Some(peer)
+    }
+
+    fn peer_serial(&self, slot: usize) -> Option<u64> {
+        self.peers.get(slot)?.as_ref().map(|p| p.serial)
+    }
+
+    fn set_interest(&mut self, slot: usize, interest: Interest) {
+        let Some(Some(entry)) = self.peers.get_mut(slot) else {
+            return;
+        };
+        let stream = match &mut entry.peer {
+            Peer::Agent(a) => &mut a.conn.stream,
+            Peer::Notify(n) => &mut n.conn.stream,
+        };
+        let _ = self
+            .poll
+            .registry()
+            .reregister(stream, Token(FIRST_PEER + slot), interest);
+    }
+}
+
+/// The per-transport parameter lookup for the scheduler: read once per transport name; a bad
+/// value is fatal, as in the C daemon.
+fn transport_lookup(config: Config, params: Params) -> LimitsLookup {
+    Box::new(move |name: &[u8]| {
+        let name = String::from_utf8_lossy(name);
+        match TransportParams::lookup(&config, &params, &name) {
+            Ok((limits, warnings)) => {
+                for w in warnings {
+                    warn!("{w}");
+                }
+                limits
+            }
+            Err(e) => fatal(&e.to_string()),
+        }
+    })
+}
+
+/// The NFS work-around of a rename is worth an info line; a plain rename is not.
+fn log_renamed(renamed: &crate::queue::file::Renamed) {
+    if matches!(renamed, crate::queue::file::Renamed::NfsWorkaround { .. }) {
+        info!("{renamed}");
+    }
+}
