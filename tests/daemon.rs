@@ -38,3 +38,233 @@ fn delivers_a_message_and_removes_it() {
     assert!(w.dir.list("incoming").is_empty());
     assert!(w.dir.list("deferred").is_empty());
 }
+
+fn now() -> i64 {
+    common::queue_dir::unix_now()
+}
+
+/// Waits until the message is in `queue`, with diagnostics on failure.
+fn expect_in(w: &World, id: &str, queue: &str) {
+    let found = common::wait_until(T, || w.dir.queue_of(id).as_deref() == Some(queue));
+    assert!(
+        found,
+        "{id} not in {queue} (in {:?})\n{}",
+        w.dir.queue_of(id),
+        w.diagnostics()
+    );
+}
+
+#[test]
+fn deferred_mail_goes_to_deferred_with_the_minimal_backoff_time() {
+    let mut w = World::new();
+    w.add_agent("smtp", Behaviour::DeferPerRecipient);
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    expect_in(&w, &id, "deferred");
+    let mtime = w.dir.mtime("deferred", &id).unwrap();
+    let expected = now() + 300;
+    assert!(
+        (expected - 5..=expected + 1).contains(&mtime),
+        "mtime {mtime} vs {expected}"
+    );
+    // Hashed by the default hash_queue_depth 1.
+    let path = w.dir.path_of("deferred", &id);
+    assert!(path.exists(), "{path:?}");
+    assert!(w.dir.list("active").is_empty());
+}
+
+#[test]
+fn an_agent_that_crashes_or_babbles_defers_the_mail_and_nothing_is_lost() {
+    for behaviour in [Behaviour::Crash, Behaviour::Garbage] {
+        let mut w = World::new();
+        w.add_agent("smtp", behaviour.clone());
+        let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+        w.start();
+        w.expect_log("warning: private/smtp socket: malformed response", T);
+        expect_in(&w, &id, "deferred");
+    }
+}
+
+#[test]
+fn a_missing_transport_is_deferred_through_retry() {
+    let mut w = World::new();
+    w.rewrite.route_domain("d1.lab", "nosuch");
+    w.add_agent("retry", Behaviour::DeferPerRecipient);
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    w.expect_log(
+        "warning: connect to transport private/nosuch: No such file or directory",
+        T,
+    );
+    assert!(w.agent("retry").wait_requests(1, T), "{}", w.diagnostics());
+    let req = &w.agent("retry").requests()[0];
+    assert_eq!(req.nexthop, b"4.3.0 mail transport unavailable");
+    expect_in(&w, &id, "deferred");
+    // While it is dead, the next message makes no attempt to reach it.
+    let id2 = w.drop_message("sender@src.lab", &["b@d1.lab"]);
+    w.master().trigger(b"W").unwrap();
+    expect_in(&w, &id2, "deferred");
+    let attempts = w
+        .postlog
+        .matching("connect to transport private/nosuch")
+        .len();
+    assert_eq!(attempts, 1, "{}", w.diagnostics());
+}
+
+#[test]
+fn a_dead_destination_parks_its_mail_behind_retry() {
+    let mut w = World::with_params(&[("smtp_initial_destination_concurrency", "1")]);
+    w.add_agent(
+        "smtp",
+        Behaviour::defer(
+            "4.4.1",
+            "connect to d1.lab[127.0.0.1]:25: Connection refused",
+        ),
+    );
+    w.add_agent("retry", Behaviour::DeferPerRecipient);
+    let a = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    let b = w.drop_message("sender@src.lab", &["b@d1.lab"]);
+    w.start();
+    expect_in(&w, &a, "deferred");
+    expect_in(&w, &b, "deferred");
+    assert_eq!(
+        w.agent("smtp").requests().len(),
+        1,
+        "one failure kills window 1"
+    );
+    let retry = w.agent("retry").requests();
+    assert_eq!(retry.len(), 1, "{}", w.diagnostics());
+    assert_eq!(
+        String::from_utf8_lossy(&retry[0].nexthop),
+        "4.4.1 delivery temporarily suspended: connect to d1.lab[127.0.0.1]:25: Connection refused"
+    );
+}
+
+#[test]
+fn a_corrupt_file_is_saved_in_corrupt() {
+    let mut w = World::new();
+    w.add_agent("smtp", Behaviour::Ok);
+    let (id, _) = w
+        .dir
+        .message(b"x", &[])
+        .raw(b"this is not a queue file")
+        .write();
+    w.start();
+    w.expect_log(
+        &format!(
+            "warning: saving corrupt file \"{id}\" from queue \"active\" to queue \"corrupt\""
+        ),
+        T,
+    );
+    expect_in(&w, &id, "corrupt");
+}
+
+#[test]
+fn triggers_are_answered_with_taken_and_avail_and_start_a_scan() {
+    let mut w = World::new();
+    w.add_agent("smtp", Behaviour::Ok);
+    w.start();
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.master().trigger(b"W").unwrap();
+    w.expect_log(&format!("{id}: removed"), T);
+    let status = w.master().wait_status(2, T);
+    assert!(status.len() >= 2, "{}", w.diagnostics());
+    assert_eq!(status[0].avail, 0);
+    assert_eq!(status[1].avail, 1);
+    assert!(status.iter().all(|s| s.generation == 0o13));
+    assert!(status.iter().all(|s| s.pid == w.master().pid()));
+}
+
+#[test]
+fn a_flood_of_trigger_bytes_is_harmless() {
+    let mut w = World::new();
+    w.add_agent("smtp", Behaviour::Ok);
+    w.start();
+    for _ in 0..20 {
+        w.master().trigger(&[b'x'; 5000]).unwrap();
+    }
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.master().trigger(b"I").unwrap();
+    w.expect_log(&format!("{id}: removed"), T);
+    assert!(w.master().is_running());
+}
+
+#[test]
+fn reload_makes_the_daemon_exit_zero_and_the_next_one_finishes_the_work() {
+    let mut w = World::new();
+    w.add_agent("smtp", Behaviour::Hang);
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    assert!(w.agent("smtp").wait_requests(1, T), "{}", w.diagnostics());
+    w.master().reload();
+    let status = w.master().wait_exit(T).expect("exit after reload");
+    assert_eq!(status.code(), Some(0));
+    // The message stayed in active/; a new queue manager takes it back and delivers it.
+    assert_eq!(w.dir.queue_of(&id).as_deref(), Some("active"));
+    w.agent("smtp").set_behaviour(Behaviour::Ok);
+    w.agent("smtp").release();
+    w.start();
+    w.expect_log(&format!("{id}: removed"), T);
+}
+
+#[test]
+fn a_locked_file_is_skipped_and_retried_later() {
+    use std::os::fd::AsRawFd;
+    let mut w = World::new();
+    w.add_agent("smtp", Behaviour::Ok);
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    // Hold the lock the way a delivery agent of a previous queue manager would; the lock
+    // follows the file across renames.
+    let file = std::fs::File::open(w.dir.path_of("incoming", &id)).unwrap();
+    // SAFETY: flock on a valid descriptor we own.
+    assert_eq!(
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    w.start();
+    w.expect_log(&format!("{id}: skipped, still being delivered"), T);
+    expect_in(&w, &id, "incoming");
+    let mtime = w.dir.mtime("incoming", &id).unwrap();
+    assert!(mtime >= now() + 55, "not before +60 s");
+}
+
+#[test]
+fn a_bounce_log_is_flushed_before_the_file_is_removed() {
+    let mut w = World::new();
+    w.add_agent("smtp", Behaviour::Ok);
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    std::fs::write(
+        w.dir.queue_dir().join("bounce").join(&id),
+        b"recipient=a@d1.lab\n",
+    )
+    .unwrap();
+    w.start();
+    w.expect_log(&format!("{id}: removed"), T);
+    let requests = w.bounce.requests();
+    assert_eq!(requests.len(), 1, "{}", w.diagnostics());
+    assert_eq!(requests[0].queue_id(), id);
+    assert_eq!(requests[0].command_code(), 1);
+}
+
+#[test]
+fn the_fifo_service_type_works() {
+    let mut w = World::new();
+    w.add_agent("smtp", Behaviour::Ok);
+    w.start_with(common::master::MasterOptions::fifo());
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.master().trigger(b"I").unwrap();
+    w.expect_log(&format!("{id}: removed"), T);
+}
+
+#[test]
+fn mail_already_in_active_at_start_is_taken_up_again() {
+    let mut w = World::new();
+    w.add_agent("smtp", Behaviour::Ok);
+    let (id, _) = w
+        .dir
+        .message(b"sender@src.lab", &[b"a@d1.lab"])
+        .queue("active")
+        .write();
+    w.start();
+    w.expect_log(&format!("{id}: removed"), T);
+}
