@@ -1,7 +1,11 @@
-//! The trivial-rewrite client: one persistent connection to `private/rewrite`, with requests
-//! pipelined (the server answers a stream of requests in order), closed after `ipc_idle` idle
-//! seconds or `ipc_ttl` of age, re-opened on demand; after a failure every unanswered request
-//! is sent again on a new connection a second later, as Postfix's client retries forever.
+//! The trivial-rewrite client: one persistent connection to `private/rewrite`, closed after
+//! `ipc_idle` idle seconds or `ipc_ttl` of age, re-opened on demand; after a failure the
+//! unanswered request is sent again on a new connection a second later, as Postfix's client
+//! retries forever.
+//!
+//! One request at a time: trivial-rewrite serves one request per readable event, so requests
+//! written back to back would sit in its input buffer until the next write. The loop does not
+//! wait meanwhile; the answer arrives as an event like any other.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -158,12 +162,12 @@ impl<T> RewriteClient<T> {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
-        if !self.unsent.is_empty() {
-            self.last_used = now;
-        }
-        while let Some((tag, query)) = self.unsent.pop_front() {
-            conn.queue(&query.encode());
-            self.sent.push_back((tag, query));
+        if self.sent.is_empty() {
+            if let Some((tag, query)) = self.unsent.pop_front() {
+                self.last_used = now;
+                conn.queue(&query.encode());
+                self.sent.push_back((tag, query));
+            }
         }
         let done = conn
             .flush()
