@@ -181,7 +181,8 @@ fn a_flood_of_trigger_bytes_is_harmless() {
     w.add_agent("smtp", Behaviour::Ok);
     w.start();
     for _ in 0..20 {
-        w.master().trigger(&[b'x'; 5000]).unwrap();
+        // The daemon reads at most 1024 bytes and hangs up: the writer may see EPIPE.
+        let _ = w.master().trigger(&[b'x'; 5000]);
     }
     let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
     w.master().trigger(b"I").unwrap();

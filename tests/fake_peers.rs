@@ -64,17 +64,16 @@ fn rewrite_replays_the_captured_resolve_conversation() {
         "main/001-read-rewrite.bin",
     );
 
-    // qmgr's four captured requests, pipelined in one write; one reply each, in order.
+    // qmgr's four captured requests, one at a time as the C client sends them.
     let pairs = [
         ("main/002-write-rewrite.bin", "main/003-read-rewrite.bin"),
         ("main/007-write-rewrite.bin", "main/008-read-rewrite.bin"),
         ("main/017-write-rewrite.bin", "main/018-read-rewrite.bin"),
         ("main/024-write-rewrite.bin", "main/025-read-rewrite.bin"),
     ];
-    let requests: Vec<u8> = pairs.iter().flat_map(|(w, _)| capture(w)).collect();
     let expected: Vec<u8> = pairs.iter().flat_map(|(_, r)| capture(r)).collect();
-    client.send(&requests).unwrap();
-    for _ in pairs {
+    for (w, _) in pairs {
+        client.send(&capture(w)).unwrap();
         client.next_list().unwrap();
     }
     assert_eq!(client.received, expected);
@@ -105,18 +104,18 @@ fn rewrite_defaults_custom_resolver_rewrite_and_disconnect() {
         sender: b"s@x".to_vec(),
         address: address.to_vec(),
     };
-    let mut wire = resolve(ResolveClass::Resolve, b"a@Example.ORG").to_bytes();
-    wire.extend(resolve(ResolveClass::Verify, b"MAILER-DAEMON").to_bytes());
-    wire.extend(
+    let wires = [
+        resolve(ResolveClass::Resolve, b"a@Example.ORG").to_bytes(),
+        resolve(ResolveClass::Verify, b"MAILER-DAEMON").to_bytes(),
         RewriteRequest {
             rule: b"local".to_vec(),
             address: b"postmaster".to_vec(),
         }
         .to_bytes(),
-    );
-    client.send(&wire).unwrap();
+    ];
     let mut replies = Vec::new();
-    for _ in 0..3 {
+    for wire in &wires {
+        client.send(wire).unwrap();
         replies.push(client.next_list().unwrap());
     }
     let first = oqmgr::proto::rewrite::ResolveReply::decode(&replies[0]).unwrap();
@@ -813,4 +812,40 @@ fn world_sets_up_every_peer() {
     assert!(line.contains(&format!("postfix/qmgr[{pid}]")), "{line}");
     assert!(world.master().wait_exit(TIMEOUT).is_some());
     assert!(world.diagnostics().contains("hello from the daemon"));
+}
+
+/// trivial-rewrite serves one request per readable event: requests written back to back are
+/// answered one per later write. The fake does the same, so a pipelining client would stall.
+#[test]
+fn rewrite_answers_pipelined_requests_only_as_new_bytes_arrive() {
+    let dir = FakeQueueDir::new();
+    let _rewrite = FakeRewrite::start(&dir);
+    let mut client = Client::connect(&dir.private("rewrite")).unwrap();
+    client.next_list().unwrap();
+    let request = |a: &[u8]| {
+        ResolveRequest {
+            class: ResolveClass::Resolve,
+            sender: b"s@x".to_vec(),
+            address: a.to_vec(),
+        }
+        .to_bytes()
+    };
+    let mut two = request(b"a@x");
+    two.extend(request(b"b@x"));
+    client.send(&two).unwrap();
+    let first = oqmgr::proto::rewrite::ResolveReply::decode(&client.next_list().unwrap()).unwrap();
+    assert_eq!(first.recipient, b"a@x");
+    client
+        .set_read_timeout(std::time::Duration::from_millis(200))
+        .unwrap();
+    assert!(
+        client.next_list().is_err(),
+        "the second request waits for more bytes"
+    );
+    client
+        .set_read_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    client.send(&request(b"c@x")).unwrap();
+    let second = oqmgr::proto::rewrite::ResolveReply::decode(&client.next_list().unwrap()).unwrap();
+    assert_eq!(second.recipient, b"b@x");
 }

@@ -69,6 +69,8 @@ pub struct Conn {
     release: Arc<AtomicBool>,
     decoder: AttrDecoder,
     pending: Vec<AttrList>,
+    /// Bytes arrived since the last list [`Conn::next_list_per_read`] returned.
+    fresh: bool,
     deadline: Instant,
 }
 
@@ -83,6 +85,7 @@ impl Conn {
             release,
             decoder: AttrDecoder::default(),
             pending: Vec::new(),
+            fresh: false,
             deadline: Instant::now() + CONNECTION_DEADLINE,
         }
     }
@@ -133,6 +136,32 @@ impl Conn {
                 .feed(buf.get(..n).unwrap_or(&[]))
                 .map_err(|e| ReadEnd::Error(e.to_string()))?;
             self.pending.extend(lists);
+        }
+    }
+
+    /// Like [`Conn::next_list`], but the way Postfix's multi-server daemons (trivial-rewrite)
+    /// serve a connection: one request per readable event. Requests the client wrote back to
+    /// back stay buffered until the client writes again, so a client that pipelines stalls
+    /// here as it would against the real server.
+    pub fn next_list_per_read(&mut self) -> Result<AttrList, ReadEnd> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if self.fresh && !self.pending.is_empty() {
+                self.fresh = false;
+                return Ok(self.pending.remove(0));
+            }
+            let n = self.read_chunk(&mut buf)?;
+            if n == 0 {
+                return Err(ReadEnd::Eof {
+                    partial: !self.decoder.is_idle(),
+                });
+            }
+            let lists = self
+                .decoder
+                .feed(buf.get(..n).unwrap_or(&[]))
+                .map_err(|e| ReadEnd::Error(e.to_string()))?;
+            self.pending.extend(lists);
+            self.fresh = true;
         }
     }
 

@@ -266,7 +266,7 @@ fn serve(mut conn: Conn, state: &Arc<Mutex<State>>) {
         return;
     }
     let mut replies = 0;
-    while let Ok(list) = conn.next_list() {
+    while let Ok(list) = conn.next_list_per_read() {
         match answer(state, &list) {
             Ok(reply) => {
                 if conn.send(&reply).is_err() {
