@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod cnum;
 pub mod config;
 pub mod daemon;
 pub mod maillog;

@@ -10,10 +10,7 @@ use std::fmt;
 /// Parameter name -> raw (unexpanded) value, as Postfix's `mail_dict` holds them.
 pub type ParamDict = BTreeMap<Vec<u8>, Vec<u8>>;
 
-/// C `isspace()` in the C locale (ASCII only), as Postfix's `ISSPACE`.
-pub(crate) fn is_c_space(byte: u8) -> bool {
-    matches!(byte, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
-}
+pub(crate) use crate::cnum::is_space as is_c_space;
 
 /// A non-fatal finding while reading main.cf; `Display` is Postfix's warning text (without the
 /// `warning: ` prefix the logger adds).

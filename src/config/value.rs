@@ -3,58 +3,7 @@
 
 use std::fmt;
 
-use super::maincf::is_c_space;
-
-/// What C `strtol(text, &end, 10)` finds: the value (clamped on overflow), how many bytes it
-/// consumed (0 when there are no digits, as C then sets `end` to the start) and whether it
-/// overflowed a C long (ERANGE).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Strtol {
-    pub value: i64,
-    pub end: usize,
-    pub overflow: bool,
-}
-
-/// C `strtol(text, &end, 10)`: optional leading whitespace and sign, then decimal digits.
-pub fn c_strtol(text: &[u8]) -> Strtol {
-    let mut at = text.iter().take_while(|&&b| is_c_space(b)).count();
-    let negative = match text.get(at) {
-        Some(b'-') => {
-            at += 1;
-            true
-        }
-        Some(b'+') => {
-            at += 1;
-            false
-        }
-        _ => false,
-    };
-    let digits = text
-        .get(at..)
-        .unwrap_or_default()
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if digits == 0 {
-        return Strtol {
-            value: 0,
-            end: 0,
-            overflow: false,
-        };
-    }
-    let mut magnitude: i128 = 0;
-    for &digit in &text[at..at + digits] {
-        magnitude = (magnitude * 10 + i128::from(digit - b'0')).min(i128::from(u64::MAX));
-    }
-    let signed = if negative { -magnitude } else { magnitude };
-    let overflow = signed > i128::from(i64::MAX) || signed < i128::from(i64::MIN);
-    let value = signed.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
-    Strtol {
-        value,
-        end: at + digits,
-        overflow,
-    }
-}
+pub use crate::cnum::{strtol as c_strtol, Strtol};
 
 /// A fatal configuration value error; `Display` is Postfix's fatal text (without `fatal: `).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,18 +226,6 @@ pub fn check_str(name: &str, value: &[u8], min: i32, max: i32) -> Result<(), Val
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn strtol_like_c() {
-        assert_eq!(c_strtol(b" +12x").value, 12);
-        assert_eq!(c_strtol(b" +12x").end, 4);
-        assert_eq!(c_strtol(b"-7").value, -7);
-        assert_eq!(c_strtol(b"x").end, 0);
-        assert_eq!(c_strtol(b" -").end, 0);
-        assert!(c_strtol(b"99999999999999999999").overflow);
-        assert!(!c_strtol(b"9223372036854775807").overflow);
-        assert!(c_strtol(b"-9223372036854775809").overflow);
-    }
 
     #[test]
     fn ints() {

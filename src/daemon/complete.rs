@@ -362,13 +362,7 @@ impl Daemon {
 
     /// The retry service is dead too: record the deferral through defer(8) directly, as
     /// Postfix's defer_append does (synchronously), and log the recipient's line.
-    pub(super) fn defer_recipient(
-        &mut self,
-        now: u64,
-        m: MessageRef,
-        recipient: &Recipient,
-        dsn: &Dsn,
-    ) {
+    pub(super) fn defer_recipient(&mut self, m: MessageRef, recipient: &Recipient, dsn: &Dsn) {
         let Some(msg) = self.sched.message(m) else {
             return;
         };
@@ -391,24 +385,24 @@ impl Daemon {
         if let Err(e) = sync_request(&service, &request) {
             warn!("{service} service failure: {e}");
         }
-        self.log_recipient(now, m, recipient, &dsn, "deferred");
+        self.log_recipient(m, recipient, &dsn, "deferred");
     }
 
     /// A double bounce to the local double-bounce address: logged as sent, marked done.
-    pub(super) fn discard_recipient(&mut self, now: u64, m: MessageRef, recipient: &Recipient) {
+    pub(super) fn discard_recipient(&mut self, m: MessageRef, recipient: &Recipient) {
         let dsn = Dsn {
             status: b"2.0.0".to_vec(),
             reason: b"undeliverable postmaster notification discarded".to_vec(),
             ..Dsn::default()
         };
-        self.log_recipient(now, m, recipient, &dsn, "sent");
+        self.log_recipient(m, recipient, &dsn, "sent");
         if let Some(id) = self.queue_id_of(m) {
             self.patch(&id, &Patch::mark_recipient_done(recipient.offset));
         }
     }
 
     /// `<id>: to=<rcpt>, [orig_to=<orig>, ]relay=none, delay=D, delays=a/b/0/0, dsn=X, status=S (reason)`.
-    fn log_recipient(&self, _now: u64, m: MessageRef, r: &Recipient, dsn: &Dsn, status: &str) {
+    fn log_recipient(&self, m: MessageRef, r: &Recipient, dsn: &Dsn, status: &str) {
         let Some(msg) = self.sched.message(m) else {
             return;
         };

@@ -244,7 +244,7 @@ impl Daemon {
             self.finish_loading(now, m, loading);
         } else {
             self.loading.insert(m, loading);
-            self.pump_rewrite(now);
+            self.pump_rewrite();
         }
     }
 
@@ -259,18 +259,14 @@ impl Daemon {
         self.run_actions(now);
     }
 
-    pub(super) fn pump_rewrite(&mut self, now: u64) {
-        let result = self.rewrite.pump(
-            std::time::Instant::now(),
-            std::path::Path::new(""),
-            self.poll.registry(),
-        );
-        if let Err(trouble) = result {
+    /// Sends the next query when the connection is free; closes an idle connection.
+    pub(super) fn pump_rewrite(&mut self) {
+        let now = std::time::Instant::now();
+        let registry = self.poll.registry();
+        if let Err(trouble) = self.rewrite.pump(now, std::path::Path::new(""), registry) {
             self.rewrite_trouble(trouble);
         }
-        let _ = now;
-        self.rewrite
-            .expire(std::time::Instant::now(), self.poll.registry());
+        self.rewrite.expire(now, self.poll.registry());
     }
 
     fn rewrite_trouble(&mut self, trouble: RewriteTrouble) {
@@ -297,7 +293,7 @@ impl Daemon {
         if let Err(trouble) = result {
             self.rewrite_trouble(trouble);
         }
-        self.pump_rewrite(now);
+        self.pump_rewrite();
     }
 
     fn on_answer(&mut self, now: u64, tag: RewriteTag, answer: Answer) {

@@ -303,7 +303,7 @@ impl Daemon {
             0
         };
         self.run_actions(now);
-        self.pump_rewrite(now);
+        self.pump_rewrite();
         self.flow_tokens(imported_from_incoming);
         produced
     }
@@ -518,9 +518,9 @@ impl Daemon {
                         message,
                         recipient,
                         dsn,
-                    } => self.defer_recipient(now, message, &recipient, &dsn),
+                    } => self.defer_recipient(message, &recipient, &dsn),
                     Action::DiscardRecipient { message, recipient } => {
-                        self.discard_recipient(now, message, &recipient)
+                        self.discard_recipient(message, &recipient)
                     }
                     Action::MessageDone(m) => self.message_done(now, m),
                 }

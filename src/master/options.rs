@@ -105,25 +105,6 @@ const WITH_ARGUMENT: &[u8] = b"imnost";
 /// Options without one.
 const FLAGS: &[u8] = b"cdDlSuvVz";
 
-/// C `atoi` as the `-s` check uses it: leading blanks and sign, then digits, then anything.
-fn atoi(s: &str) -> i64 {
-    let t = s.trim_start();
-    let (neg, digits) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let mut n: i64 = 0;
-    for b in digits.bytes().take_while(u8::is_ascii_digit) {
-        n = n.saturating_mul(10).saturating_add(i64::from(b - b'0'));
-    }
-    if neg {
-        -n
-    } else {
-        n
-    }
-}
-
 /// Basename of argv[0], as Postfix's process name.
 fn basename(path: &str) -> &str {
     let trimmed = path.trim_end_matches('/');
@@ -216,7 +197,7 @@ impl DaemonOptions {
                     b'n' => opts.service_name = value,
                     b'o' => opts.overrides.push(value),
                     b's' => {
-                        let n = atoi(&value);
+                        let n = i64::from(crate::cnum::atoi(value.as_bytes()));
                         if n <= 0 || n > i64::from(u32::MAX) {
                             return Err(OptionError::InvalidSocketCount(value));
                         }

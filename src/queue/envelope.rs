@@ -15,15 +15,18 @@ use super::record::{
     PointerError, PointerFollower, RecordError, RecordReader, SizeParse, SizeRecord,
     ENVELOPE_TYPES, EXTRACTED_TYPES, QMGR_READ_FLAG_MIXED_RCPT_OTHER,
 };
+use crate::proto::deliver::request_flags;
 
+// The trace flags as the file's `trace_flags` attribute holds them (a C int); the values are
+// the delivery request's flag bits.
 /// Delivery request flag: MTA-requested address probe.
-pub const DEL_REQ_FLAG_MTA_VRFY: i32 = 0x100;
+pub const DEL_REQ_FLAG_MTA_VRFY: i32 = request_flags::MTA_VRFY as i32;
 /// Delivery request flag: user-requested address probe (`sendmail -bv`).
-pub const DEL_REQ_FLAG_USR_VRFY: i32 = 0x200;
+pub const DEL_REQ_FLAG_USR_VRFY: i32 = request_flags::USR_VRFY as i32;
 /// Delivery request flag: record and deliver (`sendmail -v`).
-pub const DEL_REQ_FLAG_RECORD: i32 = 0x400;
+pub const DEL_REQ_FLAG_RECORD: i32 = request_flags::RECORD as i32;
 /// Delivery request flag: a delay warning was sent ("delay cleared" wanted).
-pub const DEL_REQ_FLAG_REC_DLY_SENT: i32 = 0x2000;
+pub const DEL_REQ_FLAG_REC_DLY_SENT: i32 = request_flags::REC_DLY_SENT as i32;
 /// The trace flags a queue file may carry (DEL_REQ_TRACE_FLAGS_MASK).
 pub const DEL_REQ_TRACE_FLAGS_MASK: i32 =
     DEL_REQ_FLAG_MTA_VRFY | DEL_REQ_FLAG_USR_VRFY | DEL_REQ_FLAG_RECORD | DEL_REQ_FLAG_REC_DLY_SENT;
