@@ -38,9 +38,11 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# Unit, property, fake-peer and real-Postfix interop tests; the last line sums them up.
 test: deps lint
-	OQMGR_REQUIRE_POSTFIX=1 $(CARGO) test --locked --all-targets
-	$(CARGO) test --locked --doc
+	@mkdir -p target
+	set -o pipefail; OQMGR_REQUIRE_POSTFIX=1 $(CARGO) test --locked --all-targets 2>&1 | tee target/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
 
 lint:
 	$(CARGO) fmt --all -- --check
