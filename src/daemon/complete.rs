@@ -234,9 +234,11 @@ impl Daemon {
             what,
         };
         match self.add_peer(Peer::Notify(notify), Interest::READABLE) {
-            Some((slot, serial)) => {
-                self.arm_after(NOTIFY_TIMEOUT, TimerKind::NotifyTimeout { slot, serial })
-            }
+            Some((slot, serial)) => self.arm_peer_timer(
+                slot,
+                NOTIFY_TIMEOUT,
+                TimerKind::NotifyTimeout { slot, serial },
+            ),
             None => self.notify_result(now, m, step, what, -1),
         }
     }

@@ -44,8 +44,12 @@ impl Daemon {
                 };
                 match self.add_peer(Peer::Agent(agent), Interest::READABLE) {
                     Some((slot, serial)) => {
-                        let timeout = u64::try_from(self.params.daemon_timeout).unwrap_or(18000);
-                        self.arm_after(timeout, TimerKind::AgentTimeout { slot, serial });
+                        let timeout = self.daemon_timeout();
+                        self.arm_peer_timer(
+                            slot,
+                            timeout,
+                            TimerKind::AgentTimeout { slot, serial },
+                        );
                     }
                     None => {
                         self.sched.agent_unavailable(now, transport);
@@ -116,7 +120,7 @@ impl Daemon {
                             a.state = AgentState::RateDelay;
                         }
                         let serial = entry.serial;
-                        self.arm_after(delay, TimerKind::RateDelay { slot, serial });
+                        self.arm_peer_timer(slot, delay, TimerKind::RateDelay { slot, serial });
                     }
                     return;
                 }
@@ -186,13 +190,24 @@ impl Daemon {
             entry: e,
             queue_id: request.queue_id,
         };
+        let serial = slot_entry.serial;
         agent.conn.queue(&bytes);
         match agent.conn.flush() {
             Ok(true) => {}
             Ok(false) => self.set_interest(slot, Interest::READABLE | Interest::WRITABLE),
-            Err(err) => self.write_failed(now, slot, &err),
+            Err(err) => {
+                self.write_failed(now, slot, &err);
+                return;
+            }
         }
+        // daemon_timeout for the reply, counted from the request.
+        let timeout = self.daemon_timeout();
+        self.arm_peer_timer(slot, timeout, TimerKind::AgentTimeout { slot, serial });
         self.run_actions(now);
+    }
+
+    fn daemon_timeout(&self) -> u64 {
+        u64::try_from(self.params.daemon_timeout).unwrap_or(18000)
     }
 
     fn write_failed(&mut self, now: u64, slot: usize, err: &std::io::Error) {

@@ -131,7 +131,7 @@ impl Daemon {
                 return false;
             }
         };
-        let envelope = match read_envelope(&mut file, &self.read_options()) {
+        let mut envelope = match read_envelope(&mut file, &self.read_options()) {
             Ok(env) => env,
             Err(err) => {
                 self.log_read_events(&id, &err.events);
@@ -149,7 +149,9 @@ impl Daemon {
                 return false;
             }
         };
-        self.log_read_events(&id, &envelope.events);
+        // Logged once; not worth keeping in memory for the message's stay.
+        let events = std::mem::take(&mut envelope.events);
+        self.log_read_events(&id, &events);
         if ready.unthrottle() {
             if let Err(e) = crate::queue::file::clear_unthrottle(&file, ready.mode, &ready.path) {
                 fatal(&e.to_string());

@@ -96,6 +96,8 @@ enum Peer {
 struct PeerSlot {
     serial: u64,
     peer: Peer,
+    /// The connection's time limit (connect, reply, rate delay), cancelled with it.
+    timer: Option<timers::TimerId>,
 }
 
 /// Everything the daemon owns.
@@ -357,7 +359,7 @@ impl Daemon {
         }
     }
 
-    fn poll_timeout(&self) -> Option<Duration> {
+    fn poll_timeout(&mut self) -> Option<Duration> {
         let now = Instant::now();
         let mut timeout = self.timers.timeout(now);
         if let Some(at) = self.rewrite.retry_at {
@@ -493,9 +495,21 @@ impl Daemon {
         }
     }
 
-    fn arm_after(&mut self, secs: u64, kind: TimerKind) {
+    fn arm_after(&mut self, secs: u64, kind: TimerKind) -> timers::TimerId {
         self.timers
-            .arm(Instant::now() + Duration::from_secs(secs), kind);
+            .arm(Instant::now() + Duration::from_secs(secs), kind)
+    }
+
+    /// Sets a connection's one timer, replacing the previous one.
+    fn arm_peer_timer(&mut self, slot: usize, secs: u64, kind: TimerKind) {
+        let id = self.arm_after(secs, kind);
+        if let Some(Some(entry)) = self.peers.get_mut(slot) {
+            if let Some(old) = entry.timer.replace(id) {
+                self.timers.cancel(old);
+            }
+        } else {
+            self.timers.cancel(id);
+        }
     }
 
     /// Carries out what the scheduler asked for.
@@ -511,7 +525,8 @@ impl Daemon {
                         self.connect_agent(now, transport, &name)
                     }
                     Action::ArmTimer { at, timer } => {
-                        self.arm_after(at.saturating_sub(now), TimerKind::Sched(timer));
+                        // Stale scheduler timers are recognised by the scheduler itself.
+                        let _ = self.arm_after(at.saturating_sub(now), TimerKind::Sched(timer));
                     }
                     Action::Warn(text) => warn!("{text}"),
                     Action::DeferRecipient {
@@ -549,12 +564,19 @@ impl Daemon {
             self.free_peers.push(slot);
             return None;
         }
-        self.peers[slot] = Some(PeerSlot { serial, peer });
+        self.peers[slot] = Some(PeerSlot {
+            serial,
+            peer,
+            timer: None,
+        });
         Some((slot, serial))
     }
 
     fn remove_peer(&mut self, slot: usize) -> Option<Peer> {
         let entry = self.peers.get_mut(slot)?.take()?;
+        if let Some(timer) = entry.timer {
+            self.timers.cancel(timer);
+        }
         let mut peer = entry.peer;
         let stream = match &mut peer {
             Peer::Agent(a) => &mut a.conn.stream,

@@ -100,6 +100,8 @@ pub struct RewriteClient<T> {
     idle: Duration,
     ttl: Duration,
     token: Token,
+    /// The connection is registered for writability too.
+    write_interest: bool,
 }
 
 impl<T> RewriteClient<T> {
@@ -116,6 +118,7 @@ impl<T> RewriteClient<T> {
             idle,
             ttl,
             token,
+            write_interest: false,
         }
     }
 
@@ -152,6 +155,7 @@ impl<T> RewriteClient<T> {
                 .register(&mut conn.stream, self.token, Interest::READABLE)
                 .map_err(RewriteTrouble::Connect)?;
             self.conn = Some(conn);
+            self.write_interest = false;
             self.announced = false;
             self.opened = now;
             self.last_used = now;
@@ -172,14 +176,18 @@ impl<T> RewriteClient<T> {
         let done = conn
             .flush()
             .map_err(|e| RewriteTrouble::Conn(ConnError::Io(e)))?;
-        let interest = if done {
-            Interest::READABLE
-        } else {
-            Interest::READABLE | Interest::WRITABLE
-        };
-        registry
-            .reregister(&mut conn.stream, self.token, interest)
-            .map_err(RewriteTrouble::Connect)?;
+        // Ask for writability only while a request is stuck in our buffer.
+        if done == self.write_interest {
+            self.write_interest = !done;
+            let interest = if done {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            registry
+                .reregister(&mut conn.stream, self.token, interest)
+                .map_err(RewriteTrouble::Connect)?;
+        }
         Ok(())
     }
 

@@ -63,6 +63,8 @@ struct State {
     also_stderr: bool,
     verbose: bool,
     utf8: bool,
+    /// Our pid, read once (every line carries it).
+    pid: u32,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -126,6 +128,7 @@ pub fn init(tag: &str, target: LogTarget, also_stderr: bool, verbose: bool, utf8
             also_stderr,
             verbose,
             utf8,
+            pid: std::process::id(),
         });
     }
     if log::set_logger(&FACADE).is_ok() || log::max_level() != log::LevelFilter::Off {
@@ -199,13 +202,8 @@ pub fn emit(severity: Severity, text: &str) {
             hostname,
             maillog_file,
         } => {
-            let datagram = line::postlog_datagram(
-                &local_stamp(),
-                hostname,
-                &state.tag,
-                std::process::id(),
-                &msg,
-            );
+            let datagram =
+                line::postlog_datagram(&local_stamp(), hostname, &state.tag, state.pid, &msg);
             // postlogd may have been restarted since we connected: reconnect once.
             let sent = state
                 .socket
