@@ -217,3 +217,13 @@ fn mail_to_the_local_double_bounce_address_is_discarded() {
     assert!(line.contains("dsn=2.0.0, status=sent"), "{line}");
     w.expect_log(&format!("{id}: removed"), T);
 }
+
+#[test]
+fn odd_senders_are_logged_in_external_quoted_form() {
+    let mut w = World::new();
+    w.add_agent("smtp", Behaviour::Ok);
+    let id = w.drop_message("john doe@src.lab", &["a@d1.lab"]);
+    w.start();
+    w.expect_log(&format!("{id}: from=<\"john doe\"@src.lab>, size="), T);
+    w.expect_log(&format!("{id}: removed"), T);
+}

@@ -8,7 +8,6 @@ use log::{info, warn};
 use mio::Interest;
 
 use super::conn::Conn;
-use super::import::log_sender;
 use super::{fatal, Daemon, Peer, TimerKind};
 use crate::proto::bounce::{bounce_flags, AppendRequest, BounceCommand, FlushRequest, StatusReply};
 use crate::proto::dsn::Dsn;
@@ -119,7 +118,7 @@ impl Daemon {
                     info!(
                         "{}: from=<{}>, status={status}, returned to sender",
                         String::from_utf8_lossy(&msg.queue_id),
-                        log_sender(&env.sender)
+                        self.log_address(&env.sender)
                     );
                     self.start_notify(now, m, Step::Expire);
                     return;
@@ -418,14 +417,14 @@ impl Daemon {
         let b = (secs(&now) - secs(&msg.active_arrival)).max(0.0);
         let limit = u32::try_from(self.params.delay_logging_resolution_limit).unwrap_or(2);
         let orig = if !r.original.is_empty() && !r.original.eq_ignore_ascii_case(&r.address) {
-            format!(", orig_to=<{}>", String::from_utf8_lossy(&r.original))
+            format!(", orig_to=<{}>", self.log_address(&r.original))
         } else {
             String::new()
         };
         info!(
             "{}: to=<{}>{orig}, relay=none, delay={}, delays={}/{}/0/0, dsn={}, status={status} ({})",
             String::from_utf8_lossy(&msg.queue_id),
-            String::from_utf8_lossy(&r.address),
+            self.log_address(&r.address),
             crate::maillog::delay::format(a + b, limit),
             crate::maillog::delay::format(a, limit),
             crate::maillog::delay::format(b, limit),

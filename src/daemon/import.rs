@@ -33,12 +33,22 @@ pub struct Loading {
     outstanding: usize,
 }
 
-/// The `from=<...>` sender as log lines show it.
-pub(super) fn log_sender(sender: &[u8]) -> String {
-    String::from_utf8_lossy(sender).into_owned()
-}
-
 impl Daemon {
+    /// An address as log lines show it: quoted per info_log_address_format (an empty address
+    /// stays empty, as in `from=<>`).
+    pub(super) fn log_address(&self, addr: &[u8]) -> String {
+        if addr.is_empty()
+            || self
+                .params
+                .info_log_address_format
+                .eq_ignore_ascii_case(b"internal")
+        {
+            String::from_utf8_lossy(addr).into_owned()
+        } else {
+            String::from_utf8_lossy(&crate::proto::address::quote_822_local(addr)).into_owned()
+        }
+    }
+
     fn read_options(&self) -> ReadOptions<'_> {
         ReadOptions {
             recipient_cap: self.recipient_cap,
@@ -54,7 +64,7 @@ impl Daemon {
             match event {
                 ReadEvent::Opened(o) => info!(
                     "{id}: from=<{}>, size={}, nrcpt={} (queue active)",
-                    log_sender(&o.sender),
+                    self.log_address(&o.sender),
                     o.size,
                     o.nrcpt
                 ),
@@ -308,7 +318,8 @@ impl Daemon {
                 let Some(recipient) = loading.recipients.get_mut(tag.index) else {
                     return;
                 };
-                recipient.address = reply.address.clone();
+                let address = crate::proto::address::unquote_822_local(&reply.address);
+                recipient.address = address.clone();
                 let (class, sender) = match self.sched.message(tag.message) {
                     Some(msg) => (
                         if msg.envelope.trace_flags & DEL_REQ_FLAG_MTA_VRFY != 0 {
@@ -325,7 +336,7 @@ impl Daemon {
                     Query::Resolve {
                         class,
                         sender,
-                        address: reply.address,
+                        address,
                     },
                 );
             }

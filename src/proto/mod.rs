@@ -3,6 +3,7 @@
 //! [`attr`] is the framing; the other modules are the typed messages qmgr exchanges with
 //! trivial-rewrite, delivery agents, bounce/defer/trace and verify.
 
+pub mod address;
 pub mod attr;
 pub mod base64;
 pub mod bounce;
