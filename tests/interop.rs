@@ -233,3 +233,34 @@ fn postfix_reload_in_the_middle_of_a_drain_loses_nothing() {
         assert_eq!(value(&stats, q), "0", "{q}");
     }
 }
+
+#[test]
+fn a_chrooted_queue_manager_delivers_too() {
+    if !postfix_available() {
+        return;
+    }
+    let lab = Lab::up(&["--transport", "discard", "--dests", "4"]);
+    let etc = lab.dir.join("etc");
+    let status = Command::new("postconf")
+        .arg("-c")
+        .arg(&etc)
+        .args(["-F", "qmgr/unix/chroot=y"])
+        .status()
+        .expect("postconf");
+    assert!(status.success());
+    // master restarts qmgr with -c; the new process lives in the queue directory.
+    run(&["reload", &lab.path()]);
+    let inj = run(&["inject", &lab.path(), "200", "--rcpts", "1-3"]);
+    let recipients: usize = value(&inj, "recipients").parse().unwrap();
+    lab.drain();
+    assert_eq!(
+        lab.count(" status=sent "),
+        recipients,
+        "{}",
+        tail(&lab.maillog())
+    );
+    let stats = run(&["stats", &lab.path()]);
+    let pid = value(&stats, "qmgr_pid");
+    let root = std::fs::read_link(format!("/proc/{pid}/root")).expect("qmgr root");
+    assert_eq!(root, lab.dir.join("spool"), "chrooted into queue_directory");
+}
