@@ -269,3 +269,27 @@ fn mail_already_in_active_at_start_is_taken_up_again() {
     w.start();
     w.expect_log(&format!("{id}: removed"), T);
 }
+
+#[test]
+fn recipients_waiting_for_trivial_rewrite_count_against_the_recipient_limit() {
+    let mut w = World::with_params(&[
+        ("qmgr_message_active_limit", "5"),
+        ("qmgr_message_recipient_limit", "5"),
+    ]);
+    w.add_agent("smtp", Behaviour::Ok);
+    // trivial-rewrite is down: nothing can be routed.
+    std::fs::remove_file(w.dir.private("rewrite")).unwrap();
+    let ids: Vec<String> = (0..6)
+        .map(|_| w.drop_message("sender@src.lab", &["a@d1.lab", "b@d1.lab", "c@d1.lab"]))
+        .collect();
+    w.start();
+    w.expect_log("warning: problem talking to service rewrite", T);
+    std::thread::sleep(Duration::from_millis(500));
+    // 3 + 3 recipients reach the limit of 5: two messages in memory, the rest wait on disk.
+    assert_eq!(w.dir.list("active").len(), 2, "{}", w.diagnostics());
+    // trivial-rewrite comes back: everything goes out.
+    let _rewrite = common::rewrite::FakeRewrite::start(&w.dir);
+    for id in &ids {
+        w.expect_log(&format!("{id}: removed"), Duration::from_secs(20));
+    }
+}

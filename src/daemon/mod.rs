@@ -124,6 +124,8 @@ pub struct Daemon {
     next_serial: u64,
     timers: Timers<TimerKind>,
     loading: HashMap<MessageRef, import::Loading>,
+    /// Recipients in `loading` (read, not yet routed).
+    unrouted_recipients: usize,
     master_gone: bool,
     /// Read from the transport table at first use, like the C daemon.
     recipient_cap: usize,
@@ -204,6 +206,7 @@ impl Daemon {
             next_serial: 0,
             timers: Timers::default(),
             loading: HashMap::new(),
+            unrouted_recipients: 0,
             master_gone: false,
             recipient_cap,
         };
@@ -283,7 +286,7 @@ impl Daemon {
         let mut imported_from_incoming = false;
         let mut last = (self.first_scan + 1) % 2;
         for i in 0..2 {
-            if !self.sched.can_import() {
+            if !self.can_import() {
                 break;
             }
             let idx = (self.first_scan + i) % 2;
@@ -299,15 +302,16 @@ impl Daemon {
                 None => continue,
             }
         }
-        self.first_scan = if self.sched.can_import() {
-            (last + 1) % 2
-        } else {
-            0
-        };
+        self.first_scan = if self.can_import() { (last + 1) % 2 } else { 0 };
         self.run_actions(now);
         self.pump_rewrite();
         self.flow_tokens(imported_from_incoming);
         produced
+    }
+
+    /// The active-queue limits, counting recipients still waiting for trivial-rewrite.
+    fn can_import(&self) -> bool {
+        self.sched.can_import_with(self.unrouted_recipients)
     }
 
     fn scan_next(&mut self, idx: usize) -> Option<(Vec<u8>, u8)> {
