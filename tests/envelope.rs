@@ -70,9 +70,9 @@ fn reads_a_file_on_disk_in_batches() {
     let opened = env.opened().unwrap();
     assert_eq!(opened.sender, b"sender@src.example");
     assert_eq!((opened.size, opened.nrcpt), (built.size.data_size, 250));
-    assert_eq!(env.log_ident, b"4F2D81C0A3");
-    assert_eq!(env.log_client_address, b"192.0.2.7");
-    assert_eq!(env.encoding, b"7bit");
+    assert_eq!(env.attrs.log_ident(), b"4F2D81C0A3");
+    assert_eq!(env.attrs.log_client_address(), b"192.0.2.7");
+    assert_eq!(env.attrs.encoding(), b"7bit");
     assert_eq!(env.arrival_time.usec, 250_000);
     let mut all = Vec::new();
     let mut batch_sizes = Vec::new();

@@ -310,8 +310,18 @@ fn every_real_queue_file_decodes_as_postcat_shows() {
             |name: &str, default: &[u8]| attrs.get(name).cloned().unwrap_or(default.to_vec());
         let first =
             |name: &str, default: &[u8]| first_attrs.get(name).cloned().unwrap_or(default.to_vec());
-        assert_eq!(env.encoding, attr("encoding", b""), "{}", ctx("encoding"));
-        assert_eq!(env.dsn_envid, attr("envelope_id", b""), "{}", ctx("envid"));
+        assert_eq!(
+            env.attrs.encoding(),
+            attr("encoding", b""),
+            "{}",
+            ctx("encoding")
+        );
+        assert_eq!(
+            env.attrs.dsn_envid(),
+            attr("envelope_id", b""),
+            "{}",
+            ctx("envid")
+        );
         let ret = attr("ret_flags", b"0");
         assert_eq!(
             i64::from(env.dsn_ret),
@@ -319,22 +329,31 @@ fn every_real_queue_file_decodes_as_postcat_shows() {
             "{}",
             ctx("ret")
         );
-        assert_eq!(env.log_client_name, attr("log_client_name", b""));
-        assert_eq!(env.log_client_address, attr("log_client_address", b""));
-        assert_eq!(env.log_client_port, attr("log_client_port", b""));
-        assert_eq!(env.log_protocol_name, attr("log_protocol_name", b""));
-        assert_eq!(env.log_helo_name, attr("log_helo_name", b""));
-        assert_eq!(env.sasl_method, first("sasl_method", b""));
-        assert_eq!(env.sasl_username, first("sasl_username", b""));
-        assert_eq!(env.sasl_sender, first("sasl_sender", b""));
-        assert_eq!(env.log_ident, first("log_ident", b""));
+        assert_eq!(env.attrs.log_client_name(), attr("log_client_name", b""));
         assert_eq!(
-            env.log_ident,
+            env.attrs.log_client_address(),
+            attr("log_client_address", b"")
+        );
+        assert_eq!(env.attrs.log_client_port(), attr("log_client_port", b""));
+        assert_eq!(
+            env.attrs.log_protocol_name(),
+            attr("log_protocol_name", b"")
+        );
+        assert_eq!(env.attrs.log_helo_name(), attr("log_helo_name", b""));
+        assert_eq!(env.attrs.sasl_method(), first("sasl_method", b""));
+        assert_eq!(env.attrs.sasl_username(), first("sasl_username", b""));
+        assert_eq!(env.attrs.sasl_sender(), first("sasl_sender", b""));
+        assert_eq!(env.attrs.log_ident(), first("log_ident", b""));
+        assert_eq!(
+            env.attrs.log_ident(),
             queue_id.as_bytes(),
             "{}",
             ctx("log_ident = queue id")
         );
-        assert_eq!(env.rewrite_context, first("rewrite_context", b"local"));
+        assert_eq!(
+            env.attrs.rewrite_context(),
+            first("rewrite_context", b"local")
+        );
         assert_eq!(env.trace_flags, 0);
         assert_eq!(env.trace_flags_offset, None);
         let warnings: Vec<_> = env.warnings().collect();

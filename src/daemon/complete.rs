@@ -204,10 +204,10 @@ impl Daemon {
             flags,
             queue_name: ACTIVE.as_bytes().to_vec(),
             queue_id: msg.queue_id.clone(),
-            encoding: env.encoding.clone(),
+            encoding: env.attrs.encoding().to_vec(),
             smtputf8: env.smtputf8 as u32,
             sender: env.sender.clone(),
-            envelope_id: env.dsn_envid.clone(),
+            envelope_id: env.attrs.dsn_envid().to_vec(),
             ret_flags: env.dsn_ret as u32,
             verp_delimiters: if command == BounceCommand::Verp {
                 verp

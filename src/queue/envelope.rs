@@ -359,6 +359,75 @@ fn opened_in(events: &[ReadEvent]) -> Option<&Opened> {
     })
 }
 
+/// The strings a delivery request copies from the envelope, packed into one allocation: a
+/// message stays in memory for its whole delivery, and these are a dozen short strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestAttrs {
+    buf: Box<[u8]>,
+    /// End offset of each field in `buf`, in [`RequestAttrs::new`]'s order.
+    ends: [u32; 12],
+}
+
+macro_rules! request_attrs {
+    ($($(#[$doc:meta])* $name:ident = $index:expr;)*) => {
+        impl RequestAttrs {
+            $( $(#[$doc])* pub fn $name(&self) -> &[u8] { self.field($index) } )*
+        }
+    };
+}
+
+request_attrs! {
+    /// `log_client_name` (or the legacy `client_name`).
+    log_client_name = 0;
+    /// `log_client_address` (or the legacy `client_address`).
+    log_client_address = 1;
+    /// `log_client_port` (or the legacy `client_port`).
+    log_client_port = 2;
+    /// `log_protocol_name` (or the legacy `protocol_name`).
+    log_protocol_name = 3;
+    /// `log_helo_name` (or the legacy `helo_name`).
+    log_helo_name = 4;
+    /// `sasl_method`.
+    sasl_method = 5;
+    /// `sasl_username`.
+    sasl_username = 6;
+    /// `sasl_sender`.
+    sasl_sender = 7;
+    /// `log_ident`.
+    log_ident = 8;
+    /// `rewrite_context` (`local` when absent).
+    rewrite_context = 9;
+    /// `encoding`: `7bit`, `8bit` or empty.
+    encoding = 10;
+    /// DSN envelope ID (`i` / `A envelope_id`), else empty.
+    dsn_envid = 11;
+}
+
+impl RequestAttrs {
+    /// Packs the twelve fields, in the accessors' order.
+    pub fn new(fields: [&[u8]; 12]) -> RequestAttrs {
+        let mut buf = Vec::with_capacity(fields.iter().map(|f| f.len()).sum());
+        let mut ends = [0u32; 12];
+        for (end, field) in ends.iter_mut().zip(fields) {
+            buf.extend_from_slice(field);
+            *end = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        }
+        RequestAttrs {
+            buf: buf.into_boxed_slice(),
+            ends,
+        }
+    }
+
+    fn field(&self, index: usize) -> &[u8] {
+        let start = match index {
+            0 => 0,
+            i => self.ends.get(i - 1).copied().unwrap_or(0) as usize,
+        };
+        let end = self.ends.get(index).copied().unwrap_or(0) as usize;
+        self.buf.get(start..end).unwrap_or_default()
+    }
+}
+
 /// The envelope of a queue file as qmgr holds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Envelope {
@@ -387,24 +456,12 @@ pub struct Envelope {
     pub trace_flags: i32,
     /// Offset of the `A trace_flags` record when its value was exactly RECORD.
     pub trace_flags_offset: Option<u64>,
-    pub dsn_envid: Vec<u8>,
     /// 0, [`DSN_RET_FULL`] or [`DSN_RET_HDRS`].
     pub dsn_ret: i32,
-    /// `7bit`, `8bit` or empty.
-    pub encoding: Vec<u8>,
     /// SIZE field 6.
     pub smtputf8: i32,
-    pub log_client_name: Vec<u8>,
-    pub log_client_address: Vec<u8>,
-    pub log_client_port: Vec<u8>,
-    pub log_protocol_name: Vec<u8>,
-    pub log_helo_name: Vec<u8>,
-    pub sasl_method: Vec<u8>,
-    pub sasl_username: Vec<u8>,
-    pub sasl_sender: Vec<u8>,
-    pub log_ident: Vec<u8>,
-    /// `local` unless the file says otherwise.
-    pub rewrite_context: Vec<u8>,
+    /// The envelope ID, encoding and client/log attributes a delivery request carries.
+    pub attrs: RequestAttrs,
     /// Everything logged while reading, in order.
     pub events: Vec<ReadEvent>,
 }
@@ -524,20 +581,22 @@ pub fn read_envelope<R: Read + Seek>(
         warn: draft.warn,
         trace_flags,
         trace_flags_offset: draft.trace_flags_offset,
-        dsn_envid: draft.dsn_envid.unwrap_or_default(),
         dsn_ret: draft.dsn_ret,
-        encoding: draft.encoding.unwrap_or_default(),
         smtputf8: size.smtputf8,
-        log_client_name: draft.client_name.unwrap_or_default(),
-        log_client_address: draft.client_addr.unwrap_or_default(),
-        log_client_port: draft.client_port.unwrap_or_default(),
-        log_protocol_name: draft.client_proto.unwrap_or_default(),
-        log_helo_name: draft.client_helo.unwrap_or_default(),
-        sasl_method: draft.sasl_method.unwrap_or_default(),
-        sasl_username: draft.sasl_username.unwrap_or_default(),
-        sasl_sender: draft.sasl_sender.unwrap_or_default(),
-        log_ident: draft.log_ident.unwrap_or_default(),
-        rewrite_context: draft.rewrite_context.unwrap_or_else(|| b"local".to_vec()),
+        attrs: RequestAttrs::new([
+            &draft.client_name.unwrap_or_default(),
+            &draft.client_addr.unwrap_or_default(),
+            &draft.client_port.unwrap_or_default(),
+            &draft.client_proto.unwrap_or_default(),
+            &draft.client_helo.unwrap_or_default(),
+            &draft.sasl_method.unwrap_or_default(),
+            &draft.sasl_username.unwrap_or_default(),
+            &draft.sasl_sender.unwrap_or_default(),
+            &draft.log_ident.unwrap_or_default(),
+            &draft.rewrite_context.unwrap_or_else(|| b"local".to_vec()),
+            &draft.encoding.unwrap_or_default(),
+            &draft.dsn_envid.unwrap_or_default(),
+        ]),
         events: draft.events,
     })
 }
@@ -1119,7 +1178,7 @@ mod tests {
         assert_eq!(env.recipients.len(), 1);
         assert_eq!(env.recipients[0].address, b"a@example.net");
         assert_eq!(env.recipients[0].offset, built.envelope_offsets[3]);
-        assert_eq!(env.rewrite_context, b"local");
+        assert_eq!(env.attrs.rewrite_context(), b"local");
         assert_eq!(env.resume_offset, None);
         assert_eq!(
             env.opened(),
@@ -1184,19 +1243,19 @@ mod tests {
             }
         );
         assert_eq!(env.create_time, 1_690_000_000);
-        assert_eq!(env.log_client_name, b"mail.example");
-        assert_eq!(env.log_client_address, b"192.0.2.1");
-        assert_eq!(env.log_client_port, b"2525");
-        assert_eq!(env.log_protocol_name, b"ESMTP");
-        assert_eq!(env.log_helo_name, b"helo.example");
-        assert_eq!(env.sasl_method, b"PLAIN");
-        assert_eq!(env.sasl_username, b"user");
-        assert_eq!(env.sasl_sender, b"s");
-        assert_eq!(env.log_ident, b"ident");
-        assert_eq!(env.rewrite_context, b"remote");
+        assert_eq!(env.attrs.log_client_name(), b"mail.example");
+        assert_eq!(env.attrs.log_client_address(), b"192.0.2.1");
+        assert_eq!(env.attrs.log_client_port(), b"2525");
+        assert_eq!(env.attrs.log_protocol_name(), b"ESMTP");
+        assert_eq!(env.attrs.log_helo_name(), b"helo.example");
+        assert_eq!(env.attrs.sasl_method(), b"PLAIN");
+        assert_eq!(env.attrs.sasl_username(), b"user");
+        assert_eq!(env.attrs.sasl_sender(), b"s");
+        assert_eq!(env.attrs.log_ident(), b"ident");
+        assert_eq!(env.attrs.rewrite_context(), b"remote");
         assert_eq!(env.verp_delimiters.as_deref(), Some(&b"+="[..]));
         assert_eq!(env.dsn_ret, 2);
-        assert_eq!(env.dsn_envid, b"ENVID1");
+        assert_eq!(env.attrs.dsn_envid(), b"ENVID1");
         assert_eq!(env.trace_flags, DEL_REQ_FLAG_RECORD);
         assert_eq!(env.trace_flags_offset, Some(built.envelope_offsets[18]));
         assert_eq!(
@@ -1215,7 +1274,7 @@ mod tests {
             env.redirect_address.as_deref(),
             Some(&b"redirect@example.org"[..])
         );
-        assert_eq!(env.encoding, b"8bit");
+        assert_eq!(env.attrs.encoding(), b"8bit");
         assert_eq!(env.smtputf8, 1);
         let r: Vec<_> = env
             .recipients
@@ -1243,8 +1302,8 @@ mod tests {
             .env(b'A', b"client_name=second.example")
             .env(b'A', b"helo_name=h");
         let env = read(&b.build().bytes).unwrap();
-        assert_eq!(env.log_client_name, b"old.example");
-        assert_eq!(env.log_helo_name, b"h");
+        assert_eq!(env.attrs.log_client_name(), b"old.example");
+        assert_eq!(env.attrs.log_helo_name(), b"h");
     }
 
     #[test]
@@ -1460,7 +1519,7 @@ mod tests {
         assert_eq!(env.recipients[0].original, b"o2");
         assert_eq!(env.recipients[0].dsn_orig_rcpt, b"x2");
         assert_eq!(env.recipients[0].notify_flags, 0);
-        assert_eq!(env.rewrite_context, b"remote");
+        assert_eq!(env.attrs.rewrite_context(), b"remote");
         assert_eq!(env.dsn_ret, 0);
     }
 
@@ -1507,9 +1566,9 @@ mod tests {
         assert_eq!(env.create_time, 50);
         assert_eq!(env.sender, b"first");
         assert_eq!(env.warn.unwrap().time, 10);
-        assert_eq!(env.dsn_envid, b"e2");
+        assert_eq!(env.attrs.dsn_envid(), b"e2");
         assert_eq!(env.filter_transport.as_deref(), Some(&b"f2"[..]));
-        assert_eq!(env.encoding, b"8bit");
+        assert_eq!(env.attrs.encoding(), b"8bit");
     }
 
     fn batch_file(n: usize, mixed: bool) -> (Vec<u8>, Vec<u64>) {
@@ -1546,7 +1605,8 @@ mod tests {
             let mut file = Cursor::new(bytes);
             let mut env = read_envelope(&mut file, &opts).unwrap();
             assert_eq!(
-                env.encoding, b"8bit",
+                env.attrs.encoding(),
+                b"8bit",
                 "extracted segment read in first pass"
             );
             let mut seen = Vec::new();
@@ -1627,7 +1687,7 @@ mod tests {
         let env = read(&b.build().bytes).unwrap();
         assert_eq!(env.sender, b"s@x");
         assert_eq!(env.recipients[0].address, b"r");
-        assert_eq!(env.log_ident, b"a");
+        assert_eq!(env.attrs.log_ident(), b"a");
     }
 
     fn addr() -> impl Strategy<Value = Vec<u8>> {
@@ -1685,7 +1745,7 @@ mod tests {
                 let e = ident.iter().rposition(|&c| !is_c_space(c)).map_or(s, |i| i + 1);
                 &ident[s..e.max(s)]
             };
-            prop_assert_eq!(&env.log_ident, &trimmed.to_vec());
+            prop_assert_eq!(&env.attrs.log_ident(), &trimmed.to_vec());
             let mut got = Vec::new();
             loop {
                 got.append(&mut env.recipients);

@@ -20,7 +20,6 @@ fn sched() -> Scheduler {
 fn envelope(sender: &str) -> Envelope {
     Envelope {
         sender: sender.as_bytes().to_vec(),
-        rewrite_context: b"local".to_vec(),
         ..Envelope::default()
     }
 }
