@@ -255,7 +255,6 @@ impl Daemon {
         if loading.outstanding == 0 {
             self.finish_loading(now, m, loading);
         } else {
-            self.unrouted_recipients += loading.recipients.len();
             self.loading.insert(m, loading);
             self.pump_rewrite();
         }
@@ -356,9 +355,6 @@ impl Daemon {
                 loading.outstanding = loading.outstanding.saturating_sub(1);
                 if loading.outstanding == 0 {
                     if let Some(loading) = self.loading.remove(&tag.message) {
-                        self.unrouted_recipients = self
-                            .unrouted_recipients
-                            .saturating_sub(loading.recipients.len());
                         self.finish_loading(now, tag.message, loading);
                     }
                 }

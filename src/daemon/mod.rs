@@ -123,9 +123,8 @@ pub struct Daemon {
     free_peers: Vec<usize>,
     next_serial: u64,
     timers: Timers<TimerKind>,
+    /// Messages whose recipients are being routed (at most one: see `loop_hook`).
     loading: HashMap<MessageRef, import::Loading>,
-    /// Recipients in `loading` (read, not yet routed).
-    unrouted_recipients: usize,
     master_gone: bool,
     /// Read from the transport table at first use, like the C daemon.
     recipient_cap: usize,
@@ -206,7 +205,6 @@ impl Daemon {
             next_serial: 0,
             timers: Timers::default(),
             loading: HashMap::new(),
-            unrouted_recipients: 0,
             master_gone: false,
             recipient_cap,
         };
@@ -284,34 +282,36 @@ impl Daemon {
         self.run_actions(now);
         let mut produced = false;
         let mut imported_from_incoming = false;
-        let mut last = (self.first_scan + 1) % 2;
-        for i in 0..2 {
-            if !self.can_import() {
-                break;
-            }
-            let idx = (self.first_scan + i) % 2;
-            last = idx;
-            match self.scan_next(idx) {
-                Some((name, flags)) => {
+        // Like the C daemon, whose resolving is synchronous, take the next message only when
+        // the previous one is routed: the active queue then grows only as fast as it drains,
+        // instead of filling up to qmgr_message_active_limit while trivial-rewrite catches up.
+        if self.loading.is_empty() {
+            let mut last = (self.first_scan + 1) % 2;
+            for i in 0..2 {
+                if !self.can_import() {
+                    break;
+                }
+                let idx = (self.first_scan + i) % 2;
+                last = idx;
+                if let Some((name, flags)) = self.scan_next(idx) {
                     produced = true;
                     if self.import(now, idx, &name, flags) {
                         imported_from_incoming = idx == 0;
                         break;
                     }
                 }
-                None => continue,
             }
+            self.first_scan = if self.can_import() { (last + 1) % 2 } else { 0 };
         }
-        self.first_scan = if self.can_import() { (last + 1) % 2 } else { 0 };
         self.run_actions(now);
         self.pump_rewrite();
         self.flow_tokens(imported_from_incoming);
         produced
     }
 
-    /// The active-queue limits, counting recipients still waiting for trivial-rewrite.
+    /// The active-queue limits.
     fn can_import(&self) -> bool {
-        self.sched.can_import_with(self.unrouted_recipients)
+        self.sched.can_import()
     }
 
     fn scan_next(&mut self, idx: usize) -> Option<(Vec<u8>, u8)> {

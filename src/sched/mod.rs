@@ -335,15 +335,8 @@ impl Scheduler {
 
     /// Whether another message may be imported (the active-queue limits).
     pub fn can_import(&self) -> bool {
-        self.can_import_with(0)
-    }
-
-    /// Like [`Scheduler::can_import`], also counting `unrouted` recipients that were read but
-    /// are still waiting for their routes (not yet in entries), so that a slow trivial-rewrite
-    /// cannot make the in-memory recipient count grow past the limit.
-    pub fn can_import_with(&self, unrouted: usize) -> bool {
         self.messages.len() < self.cfg.active_limit
-            && self.recipient_count.saturating_add(unrouted) < self.cfg.recipient_limit
+            && self.recipient_count < self.cfg.recipient_limit
     }
 
     pub fn message(&self, m: MessageRef) -> Option<&Message> {
