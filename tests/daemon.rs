@@ -291,3 +291,24 @@ fn a_trivial_rewrite_outage_holds_one_message_in_memory_and_loses_nothing() {
         w.expect_log(&format!("{id}: removed"), Duration::from_secs(20));
     }
 }
+
+#[test]
+fn triggers_that_arrive_together_are_all_answered() {
+    let mut w = World::new();
+    w.start();
+    // Wait for the start-up trigger handling to settle.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = w.master().status_messages().len();
+    let master = w.master();
+    std::thread::scope(|s| {
+        for _ in 0..20 {
+            s.spawn(|| master.trigger(b"I").expect("trigger answered"));
+        }
+    });
+    let status = master.wait_status(before + 40, T);
+    assert_eq!(
+        status.len() - before,
+        40,
+        "TAKEN and AVAIL for each of 20 triggers"
+    );
+}

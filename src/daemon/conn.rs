@@ -84,7 +84,9 @@ impl Conn {
     }
 
     /// Reads everything available into complete lists. EOF is remembered, not an error: a
-    /// reply may arrive together with the close.
+    /// reply may arrive together with the close. Reads go on until EAGAIN even after a short
+    /// read: with edge-triggered readiness, a close that arrived with the data raises no new
+    /// edge and is seen only by reading again.
     pub fn fill(&mut self) -> Result<(), ConnError> {
         let mut buf = [0u8; 8192];
         loop {

@@ -87,6 +87,19 @@ enum TimerKind {
     },
 }
 
+/// Triggers taken per loop pass before other work gets a turn.
+const TRIGGERS_PER_PASS: usize = 64;
+
+/// What a listener had pending.
+enum NextTrigger {
+    /// Nothing (the listener is drained).
+    Nothing,
+    /// A client that sent nothing in time, or an accept error: no request.
+    Skipped,
+    /// One request (`None`: the read failed; master is still told AVAIL).
+    Read(Option<Vec<u8>>),
+}
+
 /// A connection the loop is driving.
 enum Peer {
     Agent(deliver::AgentConn),
@@ -126,6 +139,8 @@ pub struct Daemon {
     /// Messages whose recipients are being routed (at most one: see `loop_hook`).
     loading: HashMap<MessageRef, import::Loading>,
     master_gone: bool,
+    /// The trigger listener still had work when the last pass stopped.
+    trigger_backlog: bool,
     /// Read from the transport table at first use, like the C daemon.
     recipient_cap: usize,
 }
@@ -206,6 +221,7 @@ impl Daemon {
             timers: Timers::default(),
             loading: HashMap::new(),
             master_gone: false,
+            trigger_backlog: false,
             recipient_cap,
         };
         daemon.register_master();
@@ -248,13 +264,20 @@ impl Daemon {
     /// Runs until master goes away (reload or stop), then exits 0.
     pub fn run(mut self) -> ! {
         let mut events = Events::with_capacity(256);
+        if let Some(w) = &self.watchdog {
+            w.start();
+        }
         loop {
+            // The alarm re-arms itself; each pass only resets the trip count (no syscall).
             if let Some(w) = &self.watchdog {
-                w.start();
+                w.pat();
             }
             let now = now_secs();
+            if self.trigger_backlog {
+                self.on_trigger();
+            }
             let produced = self.loop_hook(now);
-            let timeout = if produced {
+            let timeout = if produced || self.trigger_backlog {
                 Some(Duration::ZERO)
             } else {
                 self.poll_timeout()
@@ -418,42 +441,67 @@ impl Daemon {
         unsafe { BorrowedFd::borrow_raw(self.master.status_fd()) }
     }
 
-    /// A trigger on public/qmgr: TAKEN, one read, the requests, AVAIL.
+    /// Triggers on public/qmgr: for each one TAKEN, one read, the requests, AVAIL. Readiness
+    /// is edge-triggered, so everything pending is taken (up to a bound per pass, after which
+    /// the next loop pass continues: a flood of triggers cannot starve deliveries).
     fn on_trigger(&mut self) {
+        self.trigger_backlog = false;
         for fd in self.master.listen_fds() {
-            let Some(listen) = self.master.listen_fd(fd) else {
-                continue;
-            };
-            let bytes = match self.service_type {
-                ServiceType::Fifo => {
-                    self.notify_master(Availability::Taken);
-                    match fds::read_trigger(listen) {
-                        Ok(b) => Some(b),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
-                        Err(_) => None,
+            let mut taken = 0;
+            loop {
+                if taken == TRIGGERS_PER_PASS {
+                    self.trigger_backlog = true;
+                    break;
+                }
+                match self.next_trigger(fd) {
+                    NextTrigger::Nothing => break,
+                    NextTrigger::Skipped => {}
+                    NextTrigger::Read(bytes) => {
+                        if let Some(bytes) = bytes {
+                            self.service_trigger(&bytes);
+                        }
+                        if self
+                            .master
+                            .notify(self.pid, self.generation, Availability::Avail)
+                            .is_err()
+                        {
+                            self.master_gone = true;
+                        }
                     }
                 }
-                _ => match fds::accept_trigger(listen, fds::TRIGGER_WAIT) {
+                taken += 1;
+            }
+        }
+    }
+
+    /// One pending trigger from a listener. `Read` has told master TAKEN already.
+    fn next_trigger(&self, fd: std::os::fd::RawFd) -> NextTrigger {
+        let Some(listen) = self.master.listen_fd(fd) else {
+            return NextTrigger::Nothing;
+        };
+        match self.service_type {
+            ServiceType::Fifo => {
+                if !fds::wait_readable(listen, Duration::ZERO) {
+                    return NextTrigger::Nothing;
+                }
+                self.notify_master(Availability::Taken);
+                NextTrigger::Read(fds::read_trigger(listen).ok())
+            }
+            _ => {
+                if !fds::wait_readable(listen, Duration::ZERO) {
+                    return NextTrigger::Nothing;
+                }
+                match fds::accept_trigger(listen, fds::TRIGGER_WAIT) {
                     Ok(Some(conn)) => {
                         self.notify_master(Availability::Taken);
-                        conn.read().ok()
+                        NextTrigger::Read(conn.read().ok())
                     }
-                    Ok(None) => continue,
+                    Ok(None) => NextTrigger::Skipped,
                     Err(e) => {
                         log::error!("{e}");
-                        continue;
+                        NextTrigger::Skipped
                     }
-                },
-            };
-            if let Some(bytes) = bytes {
-                self.service_trigger(&bytes);
-            }
-            if self
-                .master
-                .notify(self.pid, self.generation, Availability::Avail)
-                .is_err()
-            {
-                self.master_gone = true;
+                }
             }
         }
     }
