@@ -244,10 +244,7 @@ impl Daemon {
 
     pub(super) fn on_notify_ready(&mut self, slot: usize, writable: bool) {
         let now = super::now_secs();
-        let Some(Some(entry)) = self.peers.get_mut(slot) else {
-            return;
-        };
-        let Peer::Notify(n) = &mut entry.peer else {
+        let Some(n) = self.notify_mut(slot) else {
             return;
         };
         let mut status: Option<i32> = None;
@@ -258,10 +255,7 @@ impl Daemon {
                 Err(_) => status = Some(-1),
             }
         }
-        let Some(Some(entry)) = self.peers.get_mut(slot) else {
-            return;
-        };
-        let Peer::Notify(n) = &mut entry.peer else {
+        let Some(n) = self.notify_mut(slot) else {
             return;
         };
         if status.is_none() {

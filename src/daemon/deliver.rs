@@ -70,10 +70,7 @@ impl Daemon {
 
     pub(super) fn on_agent_ready(&mut self, slot: usize, writable: bool) {
         let now = super::now_secs();
-        let Some(Some(entry)) = self.peers.get_mut(slot) else {
-            return;
-        };
-        let Peer::Agent(agent) = &mut entry.peer else {
+        let Some(agent) = self.agent_mut(slot) else {
             return;
         };
         if writable && agent.conn.wants_write() {
@@ -86,10 +83,7 @@ impl Daemon {
                 }
             }
         }
-        let Some(Some(entry)) = self.peers.get_mut(slot) else {
-            return;
-        };
-        let Peer::Agent(agent) = &mut entry.peer else {
+        let Some(agent) = self.agent_mut(slot) else {
             return;
         };
         let filled = agent.conn.fill();
@@ -167,13 +161,9 @@ impl Daemon {
     /// Picks the next entry for this agent and writes the request, or closes the connection
     /// when there is nothing to send any more.
     fn send_request(&mut self, now: u64, slot: usize) {
-        let Some(Some(entry)) = self.peers.get(slot) else {
+        let Some(transport) = self.agent_mut(slot).map(|a| a.transport) else {
             return;
         };
-        let Peer::Agent(agent) = &entry.peer else {
-            return;
-        };
-        let transport = agent.transport;
         let Some((e, request)) = self.sched.agent_ready(now, transport) else {
             self.remove_peer(slot);
             self.run_actions(now);

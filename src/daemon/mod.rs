@@ -639,6 +639,28 @@ impl Daemon {
         Some(peer)
     }
 
+    /// The agent connection in `slot`, if that is what it holds.
+    fn agent_mut(&mut self, slot: usize) -> Option<&mut deliver::AgentConn> {
+        match self.peers.get_mut(slot) {
+            Some(Some(PeerSlot {
+                peer: Peer::Agent(a),
+                ..
+            })) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The bounce/defer/trace connection in `slot`, if that is what it holds.
+    fn notify_mut(&mut self, slot: usize) -> Option<&mut complete::NotifyConn> {
+        match self.peers.get_mut(slot) {
+            Some(Some(PeerSlot {
+                peer: Peer::Notify(n),
+                ..
+            })) => Some(n),
+            _ => None,
+        }
+    }
+
     fn peer_serial(&self, slot: usize) -> Option<u64> {
         self.peers.get(slot)?.as_ref().map(|p| p.serial)
     }

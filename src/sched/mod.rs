@@ -722,11 +722,16 @@ impl Scheduler {
     ) -> Option<(EntryRef, DeliveryRequest)> {
         let x = self.transports.get_mut(t.0)?;
         x.pending = x.pending.saturating_sub(1);
-        let position = x.queues.iter().position(|q| {
+        let Some(position) = x.queues.iter().position(|q| {
             self.queues.get(q.0).is_some_and(|queue| {
                 queue.state.window > queue.busy as i32 && !queue.todo.is_empty()
             })
-        })?;
+        }) else {
+            // The work went elsewhere meanwhile (e.g. to retry). Release the rate lock, which
+            // only a finished delivery would otherwise clear, so the transport is not stuck.
+            x.rate_lock = false;
+            return None;
+        };
         let q = x.queues.remove(position)?;
         x.queues.push_back(q);
         let queue = self.queues.get_mut(q.0)?;
