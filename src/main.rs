@@ -128,6 +128,9 @@ fn main() {
     if options.stand_alone {
         maillog::fatal("stand-alone mode (-S) is not supported");
     }
+    if options.service_type == Some(oqmgr::master::options::ServiceType::Pass) {
+        maillog::fatal("unsupported transport type: pass");
+    }
     let generation =
         process::generation_from_env().unwrap_or_else(|e| maillog::fatal(&e.to_string()));
     let master = MasterChannels::inherit(options.socket_count).unwrap_or_else(|e| {
