@@ -264,3 +264,125 @@ fn a_chrooted_queue_manager_delivers_too() {
     let root = std::fs::read_link(format!("/proc/{pid}/root")).expect("qmgr root");
     assert_eq!(root, lab.dir.join("spool"), "chrooted into queue_directory");
 }
+
+#[test]
+fn expired_mail_is_returned_through_the_real_defer_and_bounce_daemons() {
+    if !postfix_available() {
+        return;
+    }
+    // d1.lab's mail server refuses connections; mail may not wait at all.
+    let lab = Lab::up(&[
+        "--transport",
+        "discard",
+        "--dests",
+        "1",
+        "--set",
+        "transport_maps=inline:{{d1.lab=smtp:[127.0.0.1]:1}}",
+        "--set",
+        "maximal_queue_lifetime=0",
+        "--set",
+        "bounce_queue_lifetime=0",
+    ]);
+    let inj = run(&["inject", &lab.path(), "20", "--rcpts", "1-3"]);
+    let recipients: usize = value(&inj, "recipients").parse().unwrap();
+    lab.drain();
+    let log = lab.maillog();
+    assert_eq!(lab.count(" status=deferred "), recipients, "{}", tail(&log));
+    assert_eq!(
+        lab.count(", status=expired, returned to sender"),
+        20,
+        "{}",
+        tail(&log)
+    );
+    assert_eq!(
+        lab.count(": sender non-delivery notification: "),
+        20,
+        "{}",
+        tail(&log)
+    );
+    // The notices (null sender) were delivered to the senders, and every file is gone.
+    assert_eq!(
+        lab.count(": to=<sender@src.lab>, relay=none"),
+        20,
+        "{}",
+        tail(&log)
+    );
+    let removed = lab
+        .qmgr_lines()
+        .iter()
+        .filter(|l| l.ends_with(": removed"))
+        .count();
+    assert_eq!(removed, 40, "20 messages and their 20 notices");
+    let stats = run(&["stats", &lab.path()]);
+    for q in ["q_incoming", "q_active", "q_deferred", "q_corrupt"] {
+        assert_eq!(value(&stats, q), "0", "{q}");
+    }
+}
+
+#[test]
+fn delay_warnings_go_out_once_through_the_real_defer_daemon() {
+    if !postfix_available() {
+        return;
+    }
+    let lab = Lab::up(&[
+        "--transport",
+        "discard",
+        "--dests",
+        "1",
+        "--set",
+        "transport_maps=inline:{{d1.lab=smtp:[127.0.0.1]:1}}",
+        "--set",
+        "delay_warning_time=1s",
+    ]);
+    run(&["inject", &lab.path(), "10"]);
+    run(&[
+        "wait-empty",
+        &lab.path(),
+        "--ignore-deferred",
+        "--timeout",
+        "120",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let log = lab.maillog();
+    assert_eq!(
+        lab.count(": sender delay notification: "),
+        10,
+        "{}",
+        tail(&log)
+    );
+    assert_eq!(
+        lab.count(": to=<sender@src.lab>, relay=none"),
+        10,
+        "notices delivered"
+    );
+    // Every deferred file has its W record rewritten to -1: no second warning.
+    let mut files = Vec::new();
+    let mut dirs = vec![lab.dir.join("spool/deferred")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("deferred") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert_eq!(files.len(), 10);
+    for path in files {
+        let file = std::fs::File::open(&path).expect("queue file");
+        let mut reader = oqmgr::queue::record::RecordReader::new(file).expect("reader");
+        let mut warn = None;
+        while let Ok(Some(record)) = reader.next_record() {
+            if record.rec_type.byte() == b'W' {
+                warn = Some(record.data);
+                break;
+            }
+        }
+        assert_eq!(
+            warn.as_deref(),
+            Some(format!("{:>15}", -1).as_bytes()),
+            "{path:?}"
+        );
+    }
+}
