@@ -227,3 +227,26 @@ fn odd_senders_are_logged_in_external_quoted_form() {
     w.expect_log(&format!("{id}: from=<\"john doe\"@src.lab>, size="), T);
     w.expect_log(&format!("{id}: removed"), T);
 }
+
+#[test]
+fn when_retry_is_unavailable_too_the_deferral_is_recorded_through_defer() {
+    // Neither private/smtp nor private/retry exists.
+    let mut w = World::new();
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    let line = w.expect_log(&format!("{id}: to=<a@d1.lab>, relay=none, delay="), T);
+    assert!(
+        line.ends_with("dsn=4.3.0, status=deferred (mail transport unavailable)"),
+        "{line}"
+    );
+    assert!(w.defer.wait_requests(1, T), "{}", w.diagnostics());
+    match &w.defer.requests()[0] {
+        BounceRequest::Append(a) => {
+            assert_eq!(a.recipient.address, b"a@d1.lab");
+            assert_eq!(a.dsn.status, b"4.3.0");
+            assert_eq!(a.dsn.action, b"delayed");
+        }
+        other => panic!("expected defer_append, got {other:?}"),
+    }
+    assert!(common::wait_until(T, || w.dir.queue_of(&id).as_deref() == Some("deferred")));
+}

@@ -377,8 +377,12 @@ impl Daemon {
             "private/{}",
             String::from_utf8_lossy(&self.params.defer_service_name)
         );
-        if let Err(e) = sync_request(&service, &request) {
-            warn!("{service} service failure: {e}");
+        if sync_request(&service, &request).is_err() {
+            warn!(
+                "{}: {} service failure",
+                String::from_utf8_lossy(&msg.queue_id),
+                String::from_utf8_lossy(&self.params.defer_service_name)
+            );
         }
         self.log_recipient(m, recipient, &dsn, "deferred");
     }
