@@ -386,3 +386,42 @@ fn delay_warnings_go_out_once_through_the_real_defer_daemon() {
         );
     }
 }
+
+#[test]
+fn bounced_mail_gets_its_notice_from_the_real_bounce_daemon() {
+    if !postfix_available() {
+        return;
+    }
+    let lab = Lab::up(&[
+        "--transport",
+        "discard",
+        "--dests",
+        "1",
+        "--set",
+        "transport_maps=inline:{{d1.lab=error:5.1.1 mailbox unknown}}",
+        "--set",
+        "smtpd_reject_unlisted_recipient=no",
+    ]);
+    let inj = run(&["inject", &lab.path(), "20", "--rcpts", "1-3"]);
+    let recipients: usize = value(&inj, "recipients").parse().unwrap();
+    lab.drain();
+    let log = lab.maillog();
+    assert_eq!(lab.count(" status=bounced "), recipients, "{}", tail(&log));
+    assert_eq!(
+        lab.count(": sender non-delivery notification: "),
+        20,
+        "{}",
+        tail(&log)
+    );
+    assert_eq!(
+        lab.count(": to=<sender@src.lab>, relay=none"),
+        20,
+        "notices delivered"
+    );
+    let removed = lab
+        .qmgr_lines()
+        .iter()
+        .filter(|l| l.ends_with(": removed"))
+        .count();
+    assert_eq!(removed, 40, "20 messages and their 20 notices");
+}
