@@ -312,3 +312,36 @@ fn triggers_that_arrive_together_are_all_answered() {
         "TAKEN and AVAIL for each of 20 triggers"
     );
 }
+
+#[test]
+fn a_trivial_rewrite_that_stops_answering_is_abandoned_after_ipc_timeout() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut w = World::with_params(&[("qmgr_ipc_timeout", "1s")]);
+    w.add_agent("smtp", Behaviour::Ok);
+    // The first answer takes far longer than qmgr_ipc_timeout; later ones are prompt.
+    let first = AtomicBool::new(true);
+    w.rewrite.set_resolver(move |req| {
+        if first.swap(false, Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        let domain = req
+            .address
+            .rsplit(|&c| c == b'@')
+            .next()
+            .unwrap_or_default();
+        common::rewrite::Resolution::new(
+            "smtp",
+            &String::from_utf8_lossy(domain),
+            &req.address,
+            oqmgr::proto::rewrite::resolve_flags::CLASS_DEFAULT,
+        )
+    });
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    w.expect_log(
+        "warning: problem talking to service rewrite: Connection timed out",
+        T,
+    );
+    w.expect_log(&format!("{id}: removed"), T);
+    assert!(w.rewrite.connections() >= 2, "reconnected");
+}

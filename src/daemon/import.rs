@@ -274,6 +274,9 @@ impl Daemon {
     /// Sends the next query when the connection is free; closes an idle connection.
     pub(super) fn pump_rewrite(&mut self) {
         let now = std::time::Instant::now();
+        if self.rewrite.overdue(now) {
+            self.rewrite_trouble(RewriteTrouble::TimedOut);
+        }
         let registry = self.poll.registry();
         if let Err(trouble) = self.rewrite.pump(now, std::path::Path::new(""), registry) {
             self.rewrite_trouble(trouble);
@@ -285,6 +288,7 @@ impl Daemon {
         let text = match &trouble {
             RewriteTrouble::Connect(e) => crate::maillog::strerror(e),
             RewriteTrouble::Conn(e) => e.to_string(),
+            RewriteTrouble::TimedOut => "Connection timed out".to_string(),
             RewriteTrouble::BadAnnouncement | RewriteTrouble::BadReply => {
                 "malformed response".to_string()
             }

@@ -208,7 +208,12 @@ impl Daemon {
             generation,
             unexpected_argument: options.unexpected_argument(),
             lifetimes: Lifetimes::from_params(&params),
-            rewrite: RewriteClient::new(REWRITE, secs(params.ipc_idle), secs(params.ipc_ttl)),
+            rewrite: RewriteClient::new(
+                REWRITE,
+                secs(params.ipc_idle),
+                secs(params.ipc_ttl),
+                secs(params.ipc_timeout),
+            ),
             params,
             qdir,
             sched: Scheduler::new(sched_cfg, limits),
@@ -389,7 +394,10 @@ impl Daemon {
     fn poll_timeout(&mut self) -> Option<Duration> {
         let now = Instant::now();
         let mut timeout = self.timers.timeout(now);
-        if let Some(at) = self.rewrite.retry_at {
+        for at in [self.rewrite.retry_at, self.rewrite.deadline()]
+            .into_iter()
+            .flatten()
+        {
             let d = at.saturating_duration_since(now);
             timeout = Some(timeout.map_or(d, |t| t.min(d)));
         }

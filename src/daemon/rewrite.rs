@@ -85,6 +85,8 @@ pub enum RewriteTrouble {
     Conn(ConnError),
     BadAnnouncement,
     BadReply,
+    /// No announcement or answer within ipc_timeout.
+    TimedOut,
 }
 
 /// The client. `T` tags each query so the caller can match answers.
@@ -102,10 +104,14 @@ pub struct RewriteClient<T> {
     token: Token,
     /// The connection is registered for writability too.
     write_interest: bool,
+    /// ipc_timeout: how long to wait for the announcement or an answer.
+    timeout: Duration,
+    /// Since when we have been waiting for the server (announcement or answer).
+    waiting_since: Option<Instant>,
 }
 
 impl<T> RewriteClient<T> {
-    pub fn new(token: Token, idle: Duration, ttl: Duration) -> Self {
+    pub fn new(token: Token, idle: Duration, ttl: Duration, timeout: Duration) -> Self {
         let now = Instant::now();
         RewriteClient {
             conn: None,
@@ -119,7 +125,29 @@ impl<T> RewriteClient<T> {
             ttl,
             token,
             write_interest: false,
+            timeout,
+            waiting_since: None,
         }
+    }
+
+    /// Keeps `waiting_since` in step: set while the server owes us something.
+    fn update_wait(&mut self, now: Instant) {
+        let waiting = self.conn.is_some() && (!self.announced || !self.sent.is_empty());
+        if !waiting {
+            self.waiting_since = None;
+        } else if self.waiting_since.is_none() {
+            self.waiting_since = Some(now);
+        }
+    }
+
+    /// When the server's silence becomes a failure, if we are waiting for it.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.waiting_since.map(|t| t + self.timeout)
+    }
+
+    /// The server kept us waiting for longer than ipc_timeout.
+    pub fn overdue(&self, now: Instant) -> bool {
+        self.deadline().is_some_and(|d| now >= d)
     }
 
     /// Queries waiting for an answer.
@@ -161,6 +189,7 @@ impl<T> RewriteClient<T> {
             self.last_used = now;
         }
         if !self.announced {
+            self.update_wait(now);
             return Ok(());
         }
         let Some(conn) = self.conn.as_mut() else {
@@ -171,6 +200,8 @@ impl<T> RewriteClient<T> {
                 self.last_used = now;
                 conn.queue(&query.encode());
                 self.sent.push_back((tag, query));
+                // A new request: its own ipc_timeout.
+                self.waiting_since = Some(now);
             }
         }
         let done = conn
@@ -225,10 +256,12 @@ impl<T> RewriteClient<T> {
             if self.sent.is_empty() && self.unsent.is_empty() && self.announced {
                 // The server closed an idle connection: reconnect on demand.
                 self.conn = None;
+                self.waiting_since = None;
                 return Ok(());
             }
             return Err(RewriteTrouble::Conn(ConnError::Eof));
         }
+        self.update_wait(now);
         Ok(())
     }
 
@@ -242,6 +275,7 @@ impl<T> RewriteClient<T> {
             self.unsent.push_front(item);
         }
         self.announced = false;
+        self.waiting_since = None;
         self.retry_at = Some(now + Duration::from_secs(1));
     }
 
