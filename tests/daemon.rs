@@ -185,7 +185,10 @@ fn a_flood_of_trigger_bytes_is_harmless() {
         let _ = w.master().trigger(&[b'x'; 5000]);
     }
     let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
-    w.master().trigger(b"I").unwrap();
+    // Like unix_trigger, the client writes the request and its NUL separately; the daemon's
+    // one read may take the request alone and hang up, so the NUL can meet EPIPE. What counts
+    // is that the request got through.
+    let _ = w.master().trigger(b"I");
     w.expect_log(&format!("{id}: removed"), T);
     assert!(w.master().is_running());
 }
