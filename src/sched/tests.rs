@@ -514,3 +514,41 @@ fn back_to_back_deliveries_ask_agents_to_cache_connections() {
     let conn = request_flags::CONN_LOAD | request_flags::CONN_STORE;
     assert_eq!(second.flags & conn, conn, "back to back: load and store");
 }
+
+#[test]
+fn a_destination_hogging_the_active_queue_gets_the_clog_warning_once_per_interval() {
+    let cfg = SchedConfig {
+        active_limit: 10,
+        ..SchedConfig::default()
+    };
+    let mut s = Scheduler::new(cfg, limits_with(5, 20, 50));
+    for i in 0..5 {
+        add(
+            &mut s,
+            &format!("W{i}"),
+            vec![smtp_route(&format!("u{i}@slow.lab"))],
+        );
+    }
+    let warnings: Vec<String> = s
+        .take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Warn(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        warnings.first().map(String::as_str),
+        Some("mail for slow.lab is using up 3 of 3 active queue entries")
+    );
+    assert_eq!(
+        warnings.last().map(String::as_str),
+        Some("to turn off these warnings specify: qmgr_clog_warn_time = 0")
+    );
+    // Not again within qmgr_clog_warn_time.
+    add(&mut s, "W9", vec![smtp_route("u9@slow.lab")]);
+    assert!(!s
+        .take_actions()
+        .iter()
+        .any(|a| matches!(a, Action::Warn(_))));
+}
