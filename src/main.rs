@@ -53,6 +53,18 @@ fn log_target_from_params(p: &Params) -> LogTarget {
     }
 }
 
+/// chdir to queue_directory, then (with -u/-c) drop privileges and chroot, in Postfix's order.
+fn enter_queue_directory(options: &DaemonOptions, params: &Params, mail_owner: &str) {
+    if let Err(e) = process::chdir_queue(&params.queue_directory) {
+        maillog::fatal(&e.to_string());
+    }
+    let user = options.drop_privileges.then_some(mail_owner);
+    let root = options.chroot.then_some(params.queue_directory.as_slice());
+    if let Err(e) = process::drop_privileges(user, root) {
+        maillog::fatal(&e.to_string());
+    }
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
@@ -125,25 +137,19 @@ fn main() {
     if let Err(e) = process::check_mail_owner(config.config_dir(), &mail_owner) {
         maillog::fatal(&e.to_string());
     }
-    if options.stand_alone {
-        maillog::fatal("stand-alone mode (-S) is not supported");
-    }
     if options.service_type == Some(oqmgr::master::options::ServiceType::Pass) {
         maillog::fatal("unsupported transport type: pass");
     }
     let generation =
         process::generation_from_env().unwrap_or_else(|e| maillog::fatal(&e.to_string()));
+    if options.stand_alone {
+        enter_queue_directory(&options, &params, &mail_owner);
+        oqmgr::daemon::stand_alone(&options, &params);
+    }
     let master = MasterChannels::inherit(options.socket_count).unwrap_or_else(|e| {
         maillog::fatal(&format!("master descriptors: {}", maillog::strerror(&e)))
     });
-    if let Err(e) = process::chdir_queue(&params.queue_directory) {
-        maillog::fatal(&e.to_string());
-    }
-    let user = options.drop_privileges.then_some(mail_owner.as_str());
-    let root = options.chroot.then_some(params.queue_directory.as_slice());
-    if let Err(e) = process::drop_privileges(user, root) {
-        maillog::fatal(&e.to_string());
-    }
+    enter_queue_directory(&options, &params, &mail_owner);
     Daemon::new(Startup {
         options,
         config,

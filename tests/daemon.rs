@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use common::agent::Behaviour;
@@ -347,4 +348,35 @@ fn a_trivial_rewrite_that_stops_answering_is_abandoned_after_ipc_timeout() {
     );
     w.expect_log(&format!("{id}: removed"), T);
     assert!(w.rewrite.connections() >= 2, "reconnected");
+}
+
+#[test]
+fn stand_alone_mode_recovers_active_and_takes_one_request_from_stdin() {
+    use std::io::Write;
+    let w = World::new();
+    let (id, _) = w
+        .dir
+        .message(b"sender@src.lab", &[b"a@d1.lab"])
+        .queue("active")
+        .write();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oqmgr"))
+        .arg0("qmgr")
+        .arg("-S")
+        .env_clear()
+        .env("MAIL_CONFIG", w.dir.config_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().unwrap().write_all(b"I").unwrap();
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{:?} {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        w.diagnostics()
+    );
+    assert_eq!(w.dir.queue_of(&id).as_deref(), Some("incoming"));
 }

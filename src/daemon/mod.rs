@@ -688,6 +688,34 @@ impl Daemon {
     }
 }
 
+/// `-S`: what the C trigger server does with one request on standard input: the post-init
+/// step (active/ back to incoming/), the request (which only records scan wishes for a loop
+/// that never runs), exit 0.
+pub fn stand_alone(options: &DaemonOptions, params: &Params) -> ! {
+    let paths = crate::queue::path::QueuePaths::new(
+        &params.hash_queue_names,
+        i64::from(params.hash_queue_depth),
+    )
+    .unwrap_or_else(|e| fatal(&e.to_string()));
+    let qdir = QueueDir::new(PathBuf::new(), paths);
+    match qdir.recover_active(i64::try_from(now_secs()).unwrap_or(i64::MAX)) {
+        Ok(report) => {
+            for w in report.warnings {
+                warn!("{w}");
+            }
+        }
+        Err(e) => fatal(&e.to_string()),
+    }
+    let stdin = std::io::stdin();
+    let request = fds::read_stand_alone(std::os::fd::AsFd::as_fd(&stdin))
+        .unwrap_or_else(|e| fatal(&e.to_string()));
+    if let Some(text) = options.unexpected_argument() {
+        fatal(&text);
+    }
+    let _ = trigger::parse(&request);
+    std::process::exit(0)
+}
+
 /// The per-transport parameter lookup for the scheduler: read once per transport name; a bad
 /// value is fatal, as in the C daemon.
 fn transport_lookup(config: Config, params: Params) -> LimitsLookup {
