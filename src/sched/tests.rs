@@ -571,7 +571,7 @@ impl Rng {
 }
 
 /// Runs a random week of scheduling: random messages, agents that succeed, defer, crash or
-/// cannot be reached, clocks that jump. Returns (recipients handed out, recipient outcomes).
+/// cannot be reached, clocks that jump. Err names the first broken invariant.
 fn simulate(seed: u64) -> Result<(), String> {
     let mut rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
     let initial = 1 + rng.below(5) as i32;
