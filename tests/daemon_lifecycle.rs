@@ -250,3 +250,28 @@ fn when_retry_is_unavailable_too_the_deferral_is_recorded_through_defer() {
     }
     assert!(common::wait_until(T, || w.dir.queue_of(&id).as_deref() == Some("deferred")));
 }
+
+#[test]
+fn transport_rate_delay_spaces_deliveries_of_one_transport() {
+    let mut w = World::with_params(&[("smtp_transport_rate_delay", "1s")]);
+    w.add_agent("smtp", Behaviour::Ok);
+    let a = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    let b = w.drop_message("sender@src.lab", &["b@d2.lab"]);
+    w.start();
+    assert!(w.agent("smtp").wait_requests(1, T), "{}", w.diagnostics());
+    let first = std::time::Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        w.agent("smtp").requests().len(),
+        1,
+        "one delivery per second"
+    );
+    assert!(w.agent("smtp").wait_requests(2, T), "{}", w.diagnostics());
+    assert!(
+        first.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        first.elapsed()
+    );
+    w.expect_log(&format!("{a}: removed"), T);
+    w.expect_log(&format!("{b}: removed"), T);
+}
