@@ -380,3 +380,19 @@ fn stand_alone_mode_recovers_active_and_takes_one_request_from_stdin() {
     );
     assert_eq!(w.dir.queue_of(&id).as_deref(), Some("incoming"));
 }
+
+#[test]
+fn an_agent_that_never_answers_ends_in_the_c_daemons_fatal_and_the_mail_stays_queued() {
+    let mut w = World::with_params(&[("daemon_timeout", "2s")]);
+    w.add_agent("smtp", Behaviour::Hang);
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    w.expect_log(
+        &format!("fatal: {id}: timeout receiving delivery status from transport: smtp"),
+        T,
+    );
+    let status = w.master().wait_exit(T).expect("exit after the fatal");
+    assert_eq!(status.code(), Some(1));
+    // Nothing is lost: the next queue manager takes the file back from active/.
+    assert_eq!(w.dir.queue_of(&id).as_deref(), Some("active"));
+}
