@@ -396,3 +396,16 @@ fn an_agent_that_never_answers_ends_in_the_c_daemons_fatal_and_the_mail_stays_qu
     // Nothing is lost: the next queue manager takes the file back from active/.
     assert_eq!(w.dir.queue_of(&id).as_deref(), Some("active"));
 }
+
+#[test]
+fn a_queue_manager_stuck_in_a_blocking_call_is_ended_by_the_watchdog() {
+    // Neither smtp nor retry exists, so the deferral goes to defer(8) synchronously, and the
+    // defer service keeps us waiting far longer than qmgr_daemon_timeout.
+    let mut w = World::with_params(&[("qmgr_daemon_timeout", "3s")]);
+    w.defer.set_delay(Duration::from_secs(20));
+    w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    w.expect_log("fatal: watchdog timeout", T);
+    let status = w.master().wait_exit(T).expect("exit");
+    assert_eq!(status.code(), Some(1));
+}

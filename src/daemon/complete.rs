@@ -445,9 +445,12 @@ fn sync_request(service: &str, request: &[u8]) -> Result<i32, String> {
     let mut buf = [0u8; 4096];
     let mut sent = false;
     loop {
-        let n = stream
-            .read(&mut buf)
-            .map_err(|e| crate::maillog::strerror(&e))?;
+        // A signal (the watchdog's alarm) interrupts a read with a time limit: read again.
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(crate::maillog::strerror(&e)),
+        };
         if n == 0 {
             return Err("unexpected end-of-input".into());
         }

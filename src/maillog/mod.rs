@@ -8,6 +8,7 @@
 //! [`line`] holds the pure formatting; [`sink`] the backends.
 
 pub mod delay;
+pub mod emergency;
 pub mod line;
 pub mod sink;
 

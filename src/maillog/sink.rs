@@ -3,10 +3,12 @@
 
 use std::ffi::CString;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use super::emergency;
 use super::line::{self, Severity, Stamp};
 
 /// Where log lines go.
@@ -65,6 +67,9 @@ struct State {
     utf8: bool,
     /// Our pid, read once (every line carries it).
     pid: u32,
+    /// Our own connection to /dev/log for the watchdog's signal-safe last word (syslog
+    /// target only; libc's syslog socket is not ours to use).
+    _emergency_syslog: Option<UnixDatagram>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -119,6 +124,36 @@ pub fn init(tag: &str, target: LogTarget, also_stderr: bool, verbose: bool, utf8
         LogTarget::Postlog { socket: path, .. } => socket = connect(path),
         LogTarget::Stderr => {}
     }
+    let pid = std::process::id();
+    let name = tag.rsplit('/').next().unwrap_or(tag);
+    let mut emergency_syslog = None;
+    match &target {
+        LogTarget::Syslog { facility } => {
+            emergency_syslog = UnixDatagram::unbound()
+                .ok()
+                .filter(|s| s.connect("/dev/log").is_ok());
+            let fd = emergency_syslog.as_ref().map_or(-1, |s| s.as_raw_fd());
+            emergency::prepare(
+                format!(" {tag}[{pid}]: ").as_bytes(),
+                name.as_bytes(),
+                fd,
+                *facility | libc::LOG_CRIT,
+                also_stderr,
+            );
+        }
+        LogTarget::Postlog { hostname, .. } => {
+            let host = hostname.split('.').next().unwrap_or("");
+            let fd = socket.as_ref().map_or(-1, |s| s.as_raw_fd());
+            emergency::prepare(
+                format!(" {host} {tag}[{pid}]: ").as_bytes(),
+                name.as_bytes(),
+                fd,
+                -1,
+                also_stderr,
+            );
+        }
+        LogTarget::Stderr => emergency::prepare(b"", name.as_bytes(), -1, -1, true),
+    }
     if let Ok(mut state) = STATE.lock() {
         *state = Some(State {
             tag: tag.to_string(),
@@ -128,7 +163,8 @@ pub fn init(tag: &str, target: LogTarget, also_stderr: bool, verbose: bool, utf8
             also_stderr,
             verbose,
             utf8,
-            pid: std::process::id(),
+            pid,
+            _emergency_syslog: emergency_syslog,
         });
     }
     if log::set_logger(&FACADE).is_ok() || log::max_level() != log::LevelFilter::Off {
@@ -210,7 +246,10 @@ pub fn emit(severity: Severity, text: &str) {
                 .as_ref()
                 .is_some_and(|s| s.send(&datagram).is_ok())
                 || {
-                    state.socket = connect(socket);
+                    // Point the signal-safe path at the new socket before the old one closes.
+                    let fresh = connect(socket);
+                    emergency::set_socket(fresh.as_ref().map_or(-1, |s| s.as_raw_fd()));
+                    state.socket = fresh;
                     state
                         .socket
                         .as_ref()

@@ -7,20 +7,20 @@
 //! 5 s later should the orderly exit hang.
 //!
 //! The SIGALRM handler does only async-signal-safe things: atomics, write(2), alarm(2),
-//! sigaction(2), sigprocmask(2), _exit(2). The fatal message itself cannot be logged from a
-//! signal handler (logging takes locks and allocates), so the handler wakes a small reporter
-//! thread through a second pipe, and that thread logs and exits.
+//! sigaction(2), sigprocmask(2), _exit(2), and the fatal line through
+//! [`crate::maillog::emergency`], which formats and sends it without locks or allocation.
+//! No thread is involved.
 //!
 //! There is one watchdog per process (alarm(2) is per process too).
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, Signal};
 
 /// The timeout is checked in this many steps; the last one is fatal.
 pub const WATCHDOG_STEPS: u32 = 3;
@@ -33,7 +33,6 @@ static CREATED: AtomicBool = AtomicBool::new(false);
 static STEP_SECONDS: AtomicU32 = AtomicU32::new(0);
 static TRIP_RUN: AtomicU32 = AtomicU32::new(0);
 static WAKE_WRITE_FD: AtomicI32 = AtomicI32::new(-1);
-static FATAL_WRITE_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// Why the watchdog could not be set up, worded as watchdog_create()'s messages.
 #[derive(Debug)]
@@ -44,8 +43,6 @@ pub enum WatchdogError {
     Pipe(io::Error),
     /// `sigaction(SIGALRM): <strerror>`
     Sigaction(io::Error),
-    /// The reporter thread could not be started.
-    Thread(io::Error),
     /// A second watchdog in the same process.
     AlreadyCreated,
 }
@@ -59,7 +56,6 @@ impl fmt::Display for WatchdogError {
             WatchdogError::Sigaction(e) => {
                 write!(f, "watchdog_create: sigaction(SIGALRM): {}", strerror(e))
             }
-            WatchdogError::Thread(e) => write!(f, "watchdog_create: thread: {}", strerror(e)),
             WatchdogError::AlreadyCreated => write!(f, "watchdog_create: watchdog exists"),
         }
     }
@@ -113,14 +109,12 @@ extern "C" fn on_alarm(_signal: libc::c_int) {
         // SAFETY: alarm(2) is async-signal-safe.
         unsafe { libc::alarm(STEP_SECONDS.load(Ordering::SeqCst)) };
     } else {
+        // As the C daemon: the hard kill first (should the last word hang), then the fatal
+        // line through the signal-safe logger, then exit 1.
         arm_hard_kill(HARD_KILL_DELAY);
-        let fd = FATAL_WRITE_FD.load(Ordering::SeqCst);
-        if fd >= 0 {
-            // SAFETY: as above; this wakes the reporter thread, which logs and exits.
-            unsafe {
-                libc::write(fd, c"".as_ptr().cast(), 1);
-            }
-        }
+        crate::maillog::emergency::fatal(b"watchdog timeout");
+        // SAFETY: _exit(2) is async-signal-safe and ends the process at once.
+        unsafe { libc::_exit(1) };
     }
 }
 
@@ -160,35 +154,9 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(io::Error::from)
 }
 
-/// Waits for the handler's fatal byte, then logs `fatal: watchdog timeout` and exits 1. Runs
-/// with SIGALRM blocked so that the alarms interrupt the event loop's thread instead.
-fn report_fatal(fatal_read: OwnedFd) {
-    let _ = pthread_sigmask(
-        SigmaskHow::SIG_BLOCK,
-        Some(&SigSet::from_iter([Signal::SIGALRM])),
-        None,
-    );
-    let mut byte = [0u8; 1];
-    let mut fds = [nix::poll::PollFd::new(
-        fatal_read.as_fd(),
-        nix::poll::PollFlags::POLLIN,
-    )];
-    loop {
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
-            Ok(_) => match nix::unistd::read(&fatal_read, &mut byte) {
-                Ok(1) => crate::maillog::fatal("watchdog timeout"),
-                Ok(_) => return, // all write ends gone: nothing left to watch
-                Err(_) => continue,
-            },
-            Err(Errno::EINTR) => continue,
-            Err(_) => return,
-        }
-    }
-}
-
 impl Watchdog {
-    /// Sets the watchdog up (not yet running): the SIGALRM handler (SA_RESTART), the
-    /// wake-up pipe, and the reporter thread. `timeout` is `qmgr_daemon_timeout` in seconds,
+    /// Sets the watchdog up (not yet running): the SIGALRM handler (SA_RESTART) and the
+    /// wake-up pipe. `timeout` is `qmgr_daemon_timeout` in seconds,
     /// at least 3. Once per process.
     pub fn create(timeout: u32) -> Result<Watchdog, WatchdogError> {
         let step = step_seconds(timeout)?;
@@ -198,14 +166,8 @@ impl Watchdog {
         STEP_SECONDS.store(step, Ordering::SeqCst);
         TRIP_RUN.store(0, Ordering::SeqCst);
         let (wake_read, wake_write) = pipe().map_err(WatchdogError::Pipe)?;
-        let (fatal_read, fatal_write) = pipe().map_err(WatchdogError::Pipe)?;
         // The write ends live as long as the process: the handler may use them at any time.
         WAKE_WRITE_FD.store(wake_write.into_raw_fd(), Ordering::SeqCst);
-        FATAL_WRITE_FD.store(fatal_write.into_raw_fd(), Ordering::SeqCst);
-        std::thread::Builder::new()
-            .name("watchdog".into())
-            .spawn(move || report_fatal(fatal_read))
-            .map_err(WatchdogError::Thread)?;
         // SAFETY: alarm(2) has no preconditions; nothing is armed before our handler is in.
         unsafe { libc::alarm(0) };
         let action = nix::sys::signal::SigAction::new(
