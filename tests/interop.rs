@@ -121,6 +121,33 @@ impl Lab {
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 
+    /// incoming/, active/, deferred/ and corrupt/ hold no file.
+    fn assert_queues_empty(&self) {
+        let stats = run(&["stats", &self.path()]);
+        for q in ["q_incoming", "q_active", "q_deferred", "q_corrupt"] {
+            assert_eq!(value(&stats, q), "0", "{q}\n{}", tail(&self.maillog()));
+        }
+    }
+
+    /// The queue manager's `removed` lines.
+    fn removed(&self) -> usize {
+        self.qmgr_lines()
+            .iter()
+            .filter(|l| l.ends_with(": removed"))
+            .count()
+    }
+
+    /// A lab whose d1.lab goes to `d1_route` (e.g. a dead port or `error:`), plus `extra`.
+    fn up_with_d1(d1_route: &str, extra: &[&str]) -> Lab {
+        let map = format!("transport_maps=inline:{{{{d1.lab={d1_route}}}}}");
+        let mut args = vec!["--transport", "discard", "--dests", "1", "--set", &map];
+        for e in extra {
+            args.push("--set");
+            args.push(e);
+        }
+        Lab::up(&args)
+    }
+
     /// Every recipient sent, every message from= and removed by our daemon, no warnings.
     fn assert_all_delivered(&self, messages: usize, recipients: usize) {
         let log = self.maillog();
@@ -146,10 +173,7 @@ impl Lab {
             .filter(|l| !l.contains("problem talking to service rewrite"))
             .collect();
         assert!(trouble.is_empty(), "queue manager trouble: {trouble:#?}");
-        let stats = run(&["stats", &self.path()]);
-        for q in ["q_incoming", "q_active", "q_deferred", "q_corrupt"] {
-            assert_eq!(value(&stats, q), "0", "{q}");
-        }
+        self.assert_queues_empty();
     }
 }
 
@@ -228,10 +252,7 @@ fn postfix_reload_in_the_middle_of_a_drain_loses_nothing() {
         pids.len() >= 2,
         "the reload replaced the queue manager: {pids:?}"
     );
-    let stats = run(&["stats", &lab.path()]);
-    for q in ["q_incoming", "q_active", "q_deferred", "q_corrupt"] {
-        assert_eq!(value(&stats, q), "0", "{q}");
-    }
+    lab.assert_queues_empty();
 }
 
 #[test]
@@ -271,18 +292,10 @@ fn expired_mail_is_returned_through_the_real_defer_and_bounce_daemons() {
         return;
     }
     // d1.lab's mail server refuses connections; mail may not wait at all.
-    let lab = Lab::up(&[
-        "--transport",
-        "discard",
-        "--dests",
-        "1",
-        "--set",
-        "transport_maps=inline:{{d1.lab=smtp:[127.0.0.1]:1}}",
-        "--set",
-        "maximal_queue_lifetime=0",
-        "--set",
-        "bounce_queue_lifetime=0",
-    ]);
+    let lab = Lab::up_with_d1(
+        "smtp:[127.0.0.1]:1",
+        &["maximal_queue_lifetime=0", "bounce_queue_lifetime=0"],
+    );
     let inj = run(&["inject", &lab.path(), "20", "--rcpts", "1-3"]);
     let recipients: usize = value(&inj, "recipients").parse().unwrap();
     lab.drain();
@@ -307,16 +320,8 @@ fn expired_mail_is_returned_through_the_real_defer_and_bounce_daemons() {
         "{}",
         tail(&log)
     );
-    let removed = lab
-        .qmgr_lines()
-        .iter()
-        .filter(|l| l.ends_with(": removed"))
-        .count();
-    assert_eq!(removed, 40, "20 messages and their 20 notices");
-    let stats = run(&["stats", &lab.path()]);
-    for q in ["q_incoming", "q_active", "q_deferred", "q_corrupt"] {
-        assert_eq!(value(&stats, q), "0", "{q}");
-    }
+    assert_eq!(lab.removed(), 40, "20 messages and their 20 notices");
+    lab.assert_queues_empty();
 }
 
 #[test]
@@ -324,16 +329,7 @@ fn delay_warnings_go_out_once_through_the_real_defer_daemon() {
     if !postfix_available() {
         return;
     }
-    let lab = Lab::up(&[
-        "--transport",
-        "discard",
-        "--dests",
-        "1",
-        "--set",
-        "transport_maps=inline:{{d1.lab=smtp:[127.0.0.1]:1}}",
-        "--set",
-        "delay_warning_time=1s",
-    ]);
+    let lab = Lab::up_with_d1("smtp:[127.0.0.1]:1", &["delay_warning_time=1s"]);
     run(&["inject", &lab.path(), "10"]);
     run(&[
         "wait-empty",
@@ -392,16 +388,10 @@ fn bounced_mail_gets_its_notice_from_the_real_bounce_daemon() {
     if !postfix_available() {
         return;
     }
-    let lab = Lab::up(&[
-        "--transport",
-        "discard",
-        "--dests",
-        "1",
-        "--set",
-        "transport_maps=inline:{{d1.lab=error:5.1.1 mailbox unknown}}",
-        "--set",
-        "smtpd_reject_unlisted_recipient=no",
-    ]);
+    let lab = Lab::up_with_d1(
+        "error:5.1.1 mailbox unknown",
+        &["smtpd_reject_unlisted_recipient=no"],
+    );
     let inj = run(&["inject", &lab.path(), "20", "--rcpts", "1-3"]);
     let recipients: usize = value(&inj, "recipients").parse().unwrap();
     lab.drain();
@@ -418,10 +408,5 @@ fn bounced_mail_gets_its_notice_from_the_real_bounce_daemon() {
         20,
         "notices delivered"
     );
-    let removed = lab
-        .qmgr_lines()
-        .iter()
-        .filter(|l| l.ends_with(": removed"))
-        .count();
-    assert_eq!(removed, 40, "20 messages and their 20 notices");
+    assert_eq!(lab.removed(), 40, "20 messages and their 20 notices");
 }
