@@ -275,3 +275,72 @@ fn transport_rate_delay_spaces_deliveries_of_one_transport() {
     w.expect_log(&format!("{a}: removed"), T);
     w.expect_log(&format!("{b}: removed"), T);
 }
+
+#[test]
+fn a_large_list_is_read_in_batches_and_keeps_flowing() {
+    let mut w = World::with_params(&[
+        ("qmgr_message_active_limit", "300"),
+        ("qmgr_message_recipient_limit", "300"),
+    ]);
+    w.add_agent("smtp", Behaviour::Ok);
+    // One delivery of the first batch (the first 300 recipients) never finishes.
+    w.agent("smtp").set_policy(|req| {
+        if req.recipients.iter().any(|r| r.address == b"r0299@d1.lab") {
+            Behaviour::Hang
+        } else {
+            Behaviour::Ok
+        }
+    });
+    let rcpts: Vec<String> = (0..1000).map(|i| format!("r{i:04}@d1.lab")).collect();
+    let refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    w.drop_message("list@src.lab", &refs);
+    w.start();
+    // The later batches are read and delivered while that one is still out, as the C
+    // daemon's qmgr_message_realloc does, instead of waiting for the whole first batch.
+    let later_batches_delivered = common::wait_until(Duration::from_secs(20), || {
+        let handed: usize = w
+            .agent("smtp")
+            .requests()
+            .iter()
+            .map(|r| r.recipients.len())
+            .sum();
+        handed == 1000
+    });
+    assert!(later_batches_delivered, "{}", w.diagnostics());
+    let mut seen: Vec<Vec<u8>> = w
+        .agent("smtp")
+        .requests()
+        .iter()
+        .flat_map(|r| r.recipients.iter().map(|x| x.address.clone()))
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 1000, "every recipient handed out exactly once");
+    w.agent("smtp").release();
+}
+
+#[test]
+fn a_large_list_is_delivered_exactly_once_and_removed() {
+    let mut w = World::with_params(&[
+        ("qmgr_message_active_limit", "300"),
+        ("qmgr_message_recipient_limit", "300"),
+    ]);
+    w.add_agent("smtp", Behaviour::Ok);
+    let rcpts: Vec<String> = (0..1000)
+        .map(|i| format!("r{i:04}@d{}.lab", i % 3))
+        .collect();
+    let refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    let id = w.drop_message("list@src.lab", &refs);
+    w.start();
+    w.expect_log(&format!("{id}: removed"), Duration::from_secs(30));
+    let mut seen: Vec<Vec<u8>> = w
+        .agent("smtp")
+        .requests()
+        .iter()
+        .flat_map(|r| r.recipients.iter().map(|x| x.address.clone()))
+        .collect();
+    assert_eq!(seen.len(), 1000);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 1000);
+}

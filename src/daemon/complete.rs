@@ -54,6 +54,11 @@ impl Daemon {
 
     /// Action::MessageDone: step 1, the bounce log.
     pub(super) fn message_done(&mut self, now: u64, m: MessageRef) {
+        if self.loading.contains_key(&m) {
+            // Its next batch is being routed; the scheduler reports it done again when the
+            // new entries are finished.
+            return;
+        }
         let Some(id) = self.queue_id_of(m) else {
             self.sched.remove_message(m);
             return;

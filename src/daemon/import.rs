@@ -192,7 +192,42 @@ impl Daemon {
             return true;
         }
         self.route_recipients(now, m);
+        if self
+            .sched
+            .message(m)
+            .is_some_and(|x| x.envelope.resume_offset.is_some())
+        {
+            self.more_recipients.push(m);
+        }
         true
+    }
+
+    /// Like the C daemon's qmgr_message_realloc: while a large message's first recipients are
+    /// still being delivered, read its next batch once the in-memory recipient count has
+    /// dropped well below the limit, so mailing lists keep flowing instead of going in waves.
+    pub(super) fn refill_recipients(&mut self, now: u64) {
+        self.more_recipients.retain(|m| {
+            self.sched
+                .message(*m)
+                .is_some_and(|x| x.envelope.resume_offset.is_some())
+        });
+        let threshold = self.recipient_cap.saturating_sub(100);
+        if self.sched.recipient_count() >= threshold {
+            return;
+        }
+        // Only messages with deliveries in progress: one with none is either being routed or
+        // in its completion, which reads the next batch itself.
+        let ready = self.more_recipients.iter().copied().find(|m| {
+            !self.loading.contains_key(m)
+                && self
+                    .sched
+                    .message(*m)
+                    .is_some_and(|x| x.entries_in_flight() > 0)
+        });
+        if let Some(m) = ready {
+            // A failed read is left to the completion, which moves the file to corrupt/.
+            let _ = self.read_more_recipients(now, m);
+        }
     }
 
     /// Starts routing the recipients now in the message's envelope.

@@ -138,6 +138,8 @@ pub struct Daemon {
     timers: Timers<TimerKind>,
     /// Messages whose recipients are being routed (at most one: see `loop_hook`).
     loading: HashMap<MessageRef, import::Loading>,
+    /// Messages with recipients still unread in their file (read in batches).
+    more_recipients: Vec<MessageRef>,
     master_gone: bool,
     /// The trigger listener still had work when the last pass stopped.
     trigger_backlog: bool,
@@ -225,6 +227,7 @@ impl Daemon {
             next_serial: 0,
             timers: Timers::default(),
             loading: HashMap::new(),
+            more_recipients: Vec::new(),
             master_gone: false,
             trigger_backlog: false,
             recipient_cap,
@@ -313,6 +316,9 @@ impl Daemon {
         // Like the C daemon, whose resolving is synchronous, take the next message only when
         // the previous one is routed: the active queue then grows only as fast as it drains,
         // instead of filling up to qmgr_message_active_limit while trivial-rewrite catches up.
+        if self.loading.is_empty() {
+            self.refill_recipients(now);
+        }
         if self.loading.is_empty() {
             let mut last = (self.first_scan + 1) % 2;
             for i in 0..2 {

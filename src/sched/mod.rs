@@ -198,6 +198,11 @@ impl Message {
         self.envelope.verp_delimiters.is_some()
     }
 
+    /// Entries of this message still waiting or being delivered.
+    pub fn entries_in_flight(&self) -> u32 {
+        self.refcount
+    }
+
     fn is_verify_probe(&self) -> bool {
         self.envelope.trace_flags & crate::queue::envelope::DEL_REQ_FLAG_MTA_VRFY != 0
     }
