@@ -297,7 +297,7 @@ fn inherits_fds_3_to_6_from_the_parent() {
         "--test-threads=1",
     ])
     .env("OQMGR_TEST_CHILD", "1");
-    // SAFETY: the closure runs between fork and exec and calls only dup2, which is
+    // SAFETY: the closure runs between fork and exec and calls only dup2 and close, which are
     // async-signal-safe; the source numbers were copied into it beforehand.
     unsafe {
         cmd.pre_exec(move || {
@@ -305,6 +305,11 @@ fn inherits_fds_3_to_6_from_the_parent() {
                 if libc::dup2(source, target) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+            }
+            // Nothing above 6 may be inherited: another test thread's descriptor that is not
+            // close-on-exec and happens to be fd 7 would pass for a second listen socket.
+            for fd in 7..1024 {
+                libc::close(fd);
             }
             Ok(())
         });

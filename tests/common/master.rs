@@ -268,6 +268,12 @@ impl FakeMaster {
                         return Err(io::Error::last_os_error());
                     }
                 }
+                // As master does (it marks its other descriptors close-on-exec), pass nothing
+                // else: another test thread's descriptor would otherwise keep, say, a fake
+                // agent's connection open in the daemon.
+                for fd in 7..1024 {
+                    libc::close(fd);
+                }
                 Ok(())
             });
         }
