@@ -25,12 +25,13 @@ build:
 
 # Everything the tests need on a fresh machine: Debian's Postfix 3.7 (configured as "No
 # configuration", so that no system mail server starts), mandoc for the manual page check,
-# strace for the captures. Rust crates come from crates.io through cargo itself.
+# python3 for the lab harness. Rust crates come from crates.io through cargo itself.
 deps:
 	@command -v $(CARGO) >/dev/null || { echo "make: cargo not found: install a Rust toolchain" >&2; exit 1; }
 	@missing=""; \
 	command -v postconf >/dev/null || missing="$$missing postfix"; \
 	command -v mandoc >/dev/null || missing="$$missing mandoc"; \
+	command -v python3 >/dev/null || missing="$$missing python3"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "make: please install:$$missing (as root)" >&2; exit 1; fi; \
 	  echo "make: installing$$missing"; \
