@@ -542,3 +542,50 @@ fn our_log_lines_are_the_c_daemons_in_a_mixed_scenario() {
     // Every kind of line any daemon logged (how many of each depends on timing).
     assert_eq!(ours_kinds, c_kinds);
 }
+
+#[test]
+fn postsuper_expire_and_postqueue_flush_return_deferred_mail() {
+    if !postfix_available() {
+        return;
+    }
+    let lab = Lab::up_with_d1("smtp:[127.0.0.1]:1", &[]);
+    run(&["inject", &lab.path(), "10"]);
+    run(&[
+        "wait-empty",
+        &lab.path(),
+        "--ignore-deferred",
+        "--timeout",
+        "120",
+    ]);
+    let etc = lab.dir.join("etc");
+    let expired = Command::new("postsuper")
+        .arg("-c")
+        .arg(&etc)
+        .args(["-e", "ALL", "deferred"])
+        .status()
+        .expect("postsuper");
+    assert!(expired.success());
+    // postqueue -f sends FADI: the force-expire bit (0010) makes the next attempt a return.
+    let flushed = Command::new("postqueue")
+        .arg("-c")
+        .arg(&etc)
+        .arg("-f")
+        .status()
+        .expect("postqueue");
+    assert!(flushed.success());
+    lab.drain();
+    let log = lab.maillog();
+    assert_eq!(
+        lab.count(", status=force-expired, returned to sender"),
+        10,
+        "{}",
+        tail(&log)
+    );
+    assert_eq!(
+        lab.count(": sender non-delivery notification: "),
+        10,
+        "{}",
+        tail(&log)
+    );
+    lab.assert_queues_empty();
+}
