@@ -2,6 +2,7 @@
 //! tests/data/transcripts/README.md) decoded with `proto::attr` and the typed messages, and
 //! re-encoded byte for byte.
 
+use oqmgr::proto::attr::AttrMessage;
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -5,6 +5,7 @@
 
 mod common;
 
+use oqmgr::proto::attr::AttrMessage;
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;

@@ -64,7 +64,13 @@ fn postfix_available() -> bool {
 }
 
 impl Lab {
+    /// An instance whose queue manager is ours.
     fn up(args: &[&str]) -> Lab {
+        Lab::up_as(env!("CARGO_BIN_EXE_oqmgr"), args)
+    }
+
+    /// An instance whose queue manager is `qmgr` (ours, or Debian's C oqmgr to compare).
+    fn up_as(qmgr: &str, args: &[&str]) -> Lab {
         let root = tempfile::Builder::new()
             .prefix("oqmgr-interop.")
             .tempdir_in("/tmp")
@@ -76,12 +82,28 @@ impl Lab {
         )
         .expect("chmod");
         let dir = root.path().join("lab");
-        let qmgr = env!("CARGO_BIN_EXE_oqmgr");
         let d = dir.to_string_lossy().into_owned();
         let mut full = vec!["up", &d, "--qmgr", qmgr];
         full.extend_from_slice(args);
         run(&full);
         Lab { root, dir }
+    }
+
+    /// Runs a Postfix command (`postconf`, `postsuper`, `postqueue`) on this instance; its
+    /// standard output.
+    fn tool(&self, program: &str, args: &[&str]) -> String {
+        let out = Command::new(program)
+            .arg("-c")
+            .arg(self.dir.join("etc"))
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     fn path(&self) -> String {
@@ -261,14 +283,7 @@ fn a_chrooted_queue_manager_delivers_too() {
         return;
     }
     let lab = Lab::up(&["--transport", "discard", "--dests", "4"]);
-    let etc = lab.dir.join("etc");
-    let status = Command::new("postconf")
-        .arg("-c")
-        .arg(&etc)
-        .args(["-F", "qmgr/unix/chroot=y"])
-        .status()
-        .expect("postconf");
-    assert!(status.success());
+    lab.tool("postconf", &["-F", "qmgr/unix/chroot=y"]);
     // master restarts qmgr with -c; the new process lives in the queue directory.
     run(&["reload", &lab.path()]);
     let inj = run(&["inject", &lab.path(), "200", "--rcpts", "1-3"]);
@@ -462,48 +477,22 @@ fn shape(line: &str) -> Option<String> {
 /// Runs the mixed scenario (delivered, deferred at a dead destination, bounced, delay
 /// warnings) under the given queue manager; the qmgr lines and the kinds of all lines.
 fn mixed_scenario(qmgr: &str) -> (Vec<String>, std::collections::BTreeSet<String>) {
-    let root = tempfile::Builder::new()
-        .prefix("oqmgr-compare.")
-        .tempdir_in("/tmp")
-        .expect("tempdir");
-    std::fs::set_permissions(
-        root.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
-    let dir = root.path().join("lab");
-    let lab = Lab { root, dir };
-    run(&[
-        "up",
-        &lab.path(),
-        "--qmgr",
-        qmgr,
-        "--transport",
-        "smtp",
-        "--dests",
-        "3",
-    ]);
-    let etc = lab.dir.join("etc");
-    let old = Command::new("postconf")
-        .arg("-c")
-        .arg(&etc)
-        .args(["-h", "transport_maps"])
-        .output()
-        .expect("postconf");
-    let old = String::from_utf8_lossy(&old.stdout).trim().to_string();
-    let status = Command::new("postconf")
-        .arg("-c")
-        .arg(&etc)
-        .arg("-e")
-        .arg(format!(
-            "transport_maps=inline:{{{{d1.lab=smtp:[127.0.0.1]:1}}}}, \
-             inline:{{{{d2.lab=error:5.1.1 mailbox unknown}}}}, {old}"
-        ))
-        .arg("smtpd_reject_unlisted_recipient=no")
-        .arg("delay_warning_time=1s")
-        .status()
-        .expect("postconf");
-    assert!(status.success());
+    let lab = Lab::up_as(qmgr, &["--transport", "smtp", "--dests", "3"]);
+    // d1.lab refuses connections, d2.lab bounces, d3.lab takes the mail.
+    let old = lab.tool("postconf", &["-h", "transport_maps"]);
+    let maps = format!(
+        "transport_maps=inline:{{{{d1.lab=smtp:[127.0.0.1]:1}}}}, \
+         inline:{{{{d2.lab=error:5.1.1 mailbox unknown}}}}, {old}"
+    );
+    lab.tool(
+        "postconf",
+        &[
+            "-e",
+            &maps,
+            "smtpd_reject_unlisted_recipient=no",
+            "delay_warning_time=1s",
+        ],
+    );
     run(&["reload", &lab.path()]);
     run(&["inject", &lab.path(), "30", "--rcpts", "1-3"]);
     run(&[
@@ -557,22 +546,9 @@ fn postsuper_expire_and_postqueue_flush_return_deferred_mail() {
         "--timeout",
         "120",
     ]);
-    let etc = lab.dir.join("etc");
-    let expired = Command::new("postsuper")
-        .arg("-c")
-        .arg(&etc)
-        .args(["-e", "ALL", "deferred"])
-        .status()
-        .expect("postsuper");
-    assert!(expired.success());
+    lab.tool("postsuper", &["-e", "ALL", "deferred"]);
     // postqueue -f sends FADI: the force-expire bit (0010) makes the next attempt a return.
-    let flushed = Command::new("postqueue")
-        .arg("-c")
-        .arg(&etc)
-        .arg("-f")
-        .status()
-        .expect("postqueue");
-    assert!(flushed.success());
+    lab.tool("postqueue", &["-f"]);
     lab.drain();
     let log = lab.maillog();
     assert_eq!(

@@ -4,6 +4,7 @@
 //! and finally unlink (`removed`) or a move to deferred/ with the back-off time stamp.
 //! bounce/defer/trace requests are asynchronous: other mail keeps moving while they run.
 
+use crate::proto::attr::AttrMessage;
 use log::{info, warn};
 use mio::Interest;
 

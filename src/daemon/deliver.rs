@@ -3,6 +3,7 @@
 //! reply, close. Every failure ends in the scheduler: an unreachable or babbling agent makes
 //! the transport unavailable, a crash mid-delivery defers the mail.
 
+use crate::proto::attr::AttrMessage;
 use log::warn;
 use mio::Interest;
 

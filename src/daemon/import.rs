@@ -33,6 +33,15 @@ pub struct Loading {
     outstanding: usize,
 }
 
+/// How envelopes are read: the in-memory recipient cap and the main.cf settings involved.
+fn read_options(params: &crate::config::Params, recipient_cap: usize) -> ReadOptions<'_> {
+    ReadOptions {
+        recipient_cap,
+        verp_delimiter_filter: &params.verp_delimiter_filter,
+        confirm_delay_cleared: params.confirm_delay_cleared,
+    }
+}
+
 impl Daemon {
     /// An address as log lines show it: quoted per info_log_address_format (an empty address
     /// stays empty, as in `from=<>`).
@@ -46,14 +55,6 @@ impl Daemon {
             String::from_utf8_lossy(addr).into_owned()
         } else {
             String::from_utf8_lossy(&crate::proto::address::quote_822_local(addr)).into_owned()
-        }
-    }
-
-    fn read_options(&self) -> ReadOptions<'_> {
-        ReadOptions {
-            recipient_cap: self.recipient_cap,
-            verp_delimiter_filter: &self.params.verp_delimiter_filter,
-            confirm_delay_cleared: self.params.confirm_delay_cleared,
         }
     }
 
@@ -141,24 +142,25 @@ impl Daemon {
                 return false;
             }
         };
-        let mut envelope = match read_envelope(&mut file, &self.read_options()) {
-            Ok(env) => env,
-            Err(err) => {
-                self.log_read_events(&id, &err.events);
-                for (severity, line) in err
-                    .rejection
-                    .log_lines(&format!("{ACTIVE}/{id}"), id.as_str())
-                {
-                    match severity {
-                        envelope::Severity::Fatal => fatal(&line),
-                        envelope::Severity::Warning => warn!("{line}"),
+        let mut envelope =
+            match read_envelope(&mut file, &read_options(&self.params, self.recipient_cap)) {
+                Ok(env) => env,
+                Err(err) => {
+                    self.log_read_events(&id, &err.events);
+                    for (severity, line) in err
+                        .rejection
+                        .log_lines(&format!("{ACTIVE}/{id}"), id.as_str())
+                    {
+                        match severity {
+                            envelope::Severity::Fatal => fatal(&line),
+                            envelope::Severity::Warning => warn!("{line}"),
+                        }
                     }
+                    drop(file);
+                    self.corrupt(&id);
+                    return false;
                 }
-                drop(file);
-                self.corrupt(&id);
-                return false;
-            }
-        };
+            };
         // Logged once; not worth keeping in memory for the message's stay.
         let events = std::mem::take(&mut envelope.events);
         self.log_read_events(&id, &events);
@@ -417,11 +419,7 @@ impl Daemon {
                 return false;
             }
         };
-        let options = ReadOptions {
-            recipient_cap: self.recipient_cap,
-            verp_delimiter_filter: &self.params.verp_delimiter_filter,
-            confirm_delay_cleared: self.params.confirm_delay_cleared,
-        };
+        let options = read_options(&self.params, self.recipient_cap);
         let Some(msg) = self.sched.message_mut(m) else {
             return false;
         };

@@ -428,20 +428,9 @@ impl Daemon {
             REWRITE => self.on_rewrite_ready(now_secs()),
             Token(t) if t >= FIRST_PEER => {
                 let slot = t - FIRST_PEER;
-                let kind = match self.peers.get(slot) {
-                    Some(Some(PeerSlot {
-                        peer: Peer::Agent(_),
-                        ..
-                    })) => 0,
-                    Some(Some(PeerSlot {
-                        peer: Peer::Notify(_),
-                        ..
-                    })) => 1,
-                    _ => return,
-                };
-                if kind == 0 {
+                if self.agent_mut(slot).is_some() {
                     self.on_agent_ready(slot, writable);
-                } else {
+                } else if self.notify_mut(slot).is_some() {
                     self.on_notify_ready(slot, writable);
                 }
             }

@@ -7,6 +7,7 @@
 //! written back to back would sit in its input buffer until the next write. The loop does not
 //! wait meanwhile; the answer arrives as an event like any other.
 
+use crate::proto::attr::AttrMessage;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::time::{Duration, Instant};

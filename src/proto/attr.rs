@@ -97,6 +97,19 @@ impl AttrWriter {
     }
 }
 
+/// A request or reply that travels as one attribute list.
+pub trait AttrMessage {
+    /// Appends the attributes and the list's end.
+    fn write(&self, w: &mut AttrWriter);
+
+    /// The bytes on the wire.
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut w = AttrWriter::new();
+        self.write(&mut w);
+        w.into_bytes()
+    }
+}
+
 /// One complete attribute list as received, duplicates kept in wire order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AttrList {

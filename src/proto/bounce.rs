@@ -1,7 +1,7 @@
 //! Requests to bounce(8) running as `private/bounce`, `private/defer` and `private/trace`,
 //! and its `{status}` reply.
 
-use super::attr::{AttrError, AttrList, AttrWriter, ScanMode};
+use super::attr::{AttrError, AttrList, AttrMessage, AttrWriter, ScanMode};
 use super::dsn::Dsn;
 use super::recipient::Recipient;
 
@@ -63,28 +63,6 @@ pub struct FlushRequest {
 }
 
 impl FlushRequest {
-    pub fn write(&self, w: &mut AttrWriter) {
-        w.int("nrequest", self.command.code())
-            .int("flags", self.flags)
-            .str("queue_name", &self.queue_name)
-            .str("queue_id", &self.queue_id)
-            .str("encoding", &self.encoding)
-            .int("smtputf8", self.smtputf8)
-            .str("sender", &self.sender)
-            .str("envelope_id", &self.envelope_id)
-            .int("ret_flags", self.ret_flags);
-        if let Some(delimiters) = &self.verp_delimiters {
-            w.str("verp_delimiters", delimiters);
-        }
-        w.end();
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = AttrWriter::new();
-        self.write(&mut w);
-        w.into_bytes()
-    }
-
     /// Server-side decode (for test peers).
     pub fn decode(list: &AttrList) -> Result<Self, AttrError> {
         let mut r = list.reader(ScanMode::Strict);
@@ -116,6 +94,24 @@ impl FlushRequest {
     }
 }
 
+impl AttrMessage for FlushRequest {
+    fn write(&self, w: &mut AttrWriter) {
+        w.int("nrequest", self.command.code())
+            .int("flags", self.flags)
+            .str("queue_name", &self.queue_name)
+            .str("queue_id", &self.queue_id)
+            .str("encoding", &self.encoding)
+            .int("smtputf8", self.smtputf8)
+            .str("sender", &self.sender)
+            .str("envelope_id", &self.envelope_id)
+            .int("ret_flags", self.ret_flags);
+        if let Some(delimiters) = &self.verp_delimiters {
+            w.str("verp_delimiters", delimiters);
+        }
+        w.end();
+    }
+}
+
 /// An append-style request (`defer_append`): `nrequest=0`, one recipient and its DSN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendRequest {
@@ -126,21 +122,6 @@ pub struct AppendRequest {
 }
 
 impl AppendRequest {
-    pub fn write(&self, w: &mut AttrWriter) {
-        w.int("nrequest", BounceCommand::Append.code())
-            .int("flags", self.flags)
-            .str("queue_id", &self.queue_id);
-        self.recipient.write(w);
-        self.dsn.write(w);
-        w.end();
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = AttrWriter::new();
-        self.write(&mut w);
-        w.into_bytes()
-    }
-
     /// Server-side decode (for test peers).
     pub fn decode(list: &AttrList) -> Result<Self, AttrError> {
         let mut r = list.reader(ScanMode::Strict);
@@ -153,6 +134,17 @@ impl AppendRequest {
         };
         r.end()?;
         Ok(request)
+    }
+}
+
+impl AttrMessage for AppendRequest {
+    fn write(&self, w: &mut AttrWriter) {
+        w.int("nrequest", BounceCommand::Append.code())
+            .int("flags", self.flags)
+            .str("queue_id", &self.queue_id);
+        self.recipient.write(w);
+        self.dsn.write(w);
+        w.end();
     }
 }
 
@@ -170,15 +162,11 @@ impl StatusReply {
         r.end()?;
         Ok(StatusReply { status })
     }
+}
 
-    pub fn write(&self, w: &mut AttrWriter) {
+impl AttrMessage for StatusReply {
+    fn write(&self, w: &mut AttrWriter) {
         w.int_signed("status", self.status).end();
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = AttrWriter::new();
-        self.write(&mut w);
-        w.into_bytes()
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::attr::{AttrError, AttrList, AttrWriter, ScanMode};
+use super::attr::{AttrError, AttrList, AttrMessage, AttrWriter, ScanMode};
 use super::dsn::Dsn;
 use super::msg_stats::{MsgStats, MsgStatsError};
 use super::recipient::Recipient;
@@ -96,45 +96,6 @@ impl From<AttrError> for DeliverError {
 }
 
 impl DeliveryRequest {
-    /// Appends the whole request: common list, then one list per recipient.
-    pub fn write(&self, w: &mut AttrWriter) {
-        let count = u32::try_from(self.recipients.len()).unwrap_or(u32::MAX);
-        w.int("flags", self.flags)
-            .str("queue_name", &self.queue_name)
-            .str("queue_id", &self.queue_id)
-            .long("offset", self.data_offset)
-            .long("size", self.data_size)
-            .str("nexthop", &self.nexthop)
-            .str("encoding", &self.encoding)
-            .int("smtputf8", self.smtputf8)
-            .str("sender", &self.sender)
-            .str("envelope_id", &self.envelope_id)
-            .int("ret_flags", self.ret_flags)
-            .data("time", &self.stats.to_bytes())
-            .str("log_client_name", &self.log_client_name)
-            .str("log_client_address", &self.log_client_address)
-            .str("log_client_port", &self.log_client_port)
-            .str("log_protocol_name", &self.log_protocol_name)
-            .str("log_helo_name", &self.log_helo_name)
-            .str("sasl_method", &self.sasl_method)
-            .str("sasl_username", &self.sasl_username)
-            .str("sasl_sender", &self.sasl_sender)
-            .str("log_ident", &self.log_ident)
-            .str("rewrite_context", &self.rewrite_context)
-            .int("recipient_count", count)
-            .end();
-        for recipient in &self.recipients {
-            recipient.write(w);
-            w.end();
-        }
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = AttrWriter::new();
-        self.write(&mut w);
-        w.into_bytes()
-    }
-
     /// Decodes the common list (strict, as the agent's `deliver_request_get`); returns the
     /// request without recipients and the announced recipient count.
     pub fn decode_common(list: &AttrList) -> Result<(Self, u32), DeliverError> {
@@ -201,6 +162,41 @@ impl DeliveryRequest {
     }
 }
 
+impl AttrMessage for DeliveryRequest {
+    /// Appends the whole request: common list, then one list per recipient.
+    fn write(&self, w: &mut AttrWriter) {
+        let count = u32::try_from(self.recipients.len()).unwrap_or(u32::MAX);
+        w.int("flags", self.flags)
+            .str("queue_name", &self.queue_name)
+            .str("queue_id", &self.queue_id)
+            .long("offset", self.data_offset)
+            .long("size", self.data_size)
+            .str("nexthop", &self.nexthop)
+            .str("encoding", &self.encoding)
+            .int("smtputf8", self.smtputf8)
+            .str("sender", &self.sender)
+            .str("envelope_id", &self.envelope_id)
+            .int("ret_flags", self.ret_flags)
+            .data("time", &self.stats.to_bytes())
+            .str("log_client_name", &self.log_client_name)
+            .str("log_client_address", &self.log_client_address)
+            .str("log_client_port", &self.log_client_port)
+            .str("log_protocol_name", &self.log_protocol_name)
+            .str("log_helo_name", &self.log_helo_name)
+            .str("sasl_method", &self.sasl_method)
+            .str("sasl_username", &self.sasl_username)
+            .str("sasl_sender", &self.sasl_sender)
+            .str("log_ident", &self.log_ident)
+            .str("rewrite_context", &self.rewrite_context)
+            .int("recipient_count", count)
+            .end();
+        for recipient in &self.recipients {
+            recipient.write(w);
+            w.end();
+        }
+    }
+}
+
 /// How a delivery attempt ended, as qmgr classifies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryOutcome {
@@ -252,16 +248,12 @@ impl DeliveryReply {
             DeliveryOutcome::Defer
         }
     }
+}
 
-    pub fn write(&self, w: &mut AttrWriter) {
+impl AttrMessage for DeliveryReply {
+    fn write(&self, w: &mut AttrWriter) {
         self.hop_status.write(w);
         w.int_signed("status", self.status).end();
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = AttrWriter::new();
-        self.write(&mut w);
-        w.into_bytes()
     }
 }
 

@@ -1,7 +1,7 @@
 //! trivial-rewrite(8) requests qmgr makes on `private/rewrite`: address resolution for every
 //! recipient, and the `local` rewrite of a redirect (`>`) address.
 
-use super::attr::{AttrError, AttrList, AttrWriter, ScanMode};
+use super::attr::{AttrError, AttrList, AttrMessage, AttrWriter, ScanMode};
 
 /// Resolve reply flag bits (`RESOLVE_FLAG_*`, `RESOLVE_CLASS_*` in resolve_clnt.h).
 pub mod resolve_flags {
@@ -46,19 +46,6 @@ pub struct ResolveRequest {
 }
 
 impl ResolveRequest {
-    pub fn write(&self, w: &mut AttrWriter) {
-        w.str("request", self.class.name().as_bytes())
-            .str("sender", &self.sender)
-            .str("address", &self.address)
-            .end();
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = AttrWriter::new();
-        self.write(&mut w);
-        w.into_bytes()
-    }
-
     /// Server-side decode (for test peers).
     pub fn decode(list: &AttrList) -> Result<Self, AttrError> {
         let mut r = list.reader(ScanMode::Strict);
@@ -80,6 +67,15 @@ impl ResolveRequest {
         };
         r.end()?;
         Ok(request)
+    }
+}
+
+impl AttrMessage for ResolveRequest {
+    fn write(&self, w: &mut AttrWriter) {
+        w.str("request", self.class.name().as_bytes())
+            .str("sender", &self.sender)
+            .str("address", &self.address)
+            .end();
     }
 }
 
@@ -110,20 +106,16 @@ impl ResolveReply {
         r.end()?;
         Ok(reply)
     }
+}
 
-    pub fn write(&self, w: &mut AttrWriter) {
+impl AttrMessage for ResolveReply {
+    fn write(&self, w: &mut AttrWriter) {
         w.int("flags", self.server_flags)
             .str("transport", &self.transport)
             .str("nexthop", &self.nexthop)
             .str("recipient", &self.recipient)
             .int("flags", self.flags)
             .end();
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = AttrWriter::new();
-        self.write(&mut w);
-        w.into_bytes()
     }
 }
 
@@ -136,19 +128,6 @@ pub struct RewriteRequest {
 }
 
 impl RewriteRequest {
-    pub fn write(&self, w: &mut AttrWriter) {
-        w.str("request", b"rewrite")
-            .str("rule", &self.rule)
-            .str("address", &self.address)
-            .end();
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = AttrWriter::new();
-        self.write(&mut w);
-        w.into_bytes()
-    }
-
     /// Server-side decode (for test peers).
     pub fn decode(list: &AttrList) -> Result<Self, AttrError> {
         let mut r = list.reader(ScanMode::Strict);
@@ -159,6 +138,15 @@ impl RewriteRequest {
         };
         r.end()?;
         Ok(request)
+    }
+}
+
+impl AttrMessage for RewriteRequest {
+    fn write(&self, w: &mut AttrWriter) {
+        w.str("request", b"rewrite")
+            .str("rule", &self.rule)
+            .str("address", &self.address)
+            .end();
     }
 }
 
@@ -180,17 +168,13 @@ impl RewriteReply {
         r.end()?;
         Ok(reply)
     }
+}
 
-    pub fn write(&self, w: &mut AttrWriter) {
+impl AttrMessage for RewriteReply {
+    fn write(&self, w: &mut AttrWriter) {
         w.int("flags", self.server_flags)
             .str("address", &self.address)
             .end();
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = AttrWriter::new();
-        self.write(&mut w);
-        w.into_bytes()
     }
 }
 

@@ -1,6 +1,6 @@
 //! Address verification updates qmgr sends to verify(8) on `private/verify`.
 
-use super::attr::{AttrError, AttrList, AttrWriter, ScanMode};
+use super::attr::{AttrError, AttrList, AttrMessage, AttrWriter, ScanMode};
 
 /// `recipient_status` values (`DEL_RCPT_STAT_*`).
 pub mod recipient_status {
@@ -18,20 +18,6 @@ pub struct VerifyUpdate {
 }
 
 impl VerifyUpdate {
-    pub fn write(&self, w: &mut AttrWriter) {
-        w.str("request", b"update")
-            .str("address", &self.address)
-            .int("recipient_status", self.recipient_status)
-            .str("reason", &self.reason)
-            .end();
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = AttrWriter::new();
-        self.write(&mut w);
-        w.into_bytes()
-    }
-
     /// Server-side decode (for test peers).
     pub fn decode(list: &AttrList) -> Result<Self, AttrError> {
         let mut r = list.reader(ScanMode::Strict);
@@ -43,6 +29,16 @@ impl VerifyUpdate {
         };
         r.end()?;
         Ok(update)
+    }
+}
+
+impl AttrMessage for VerifyUpdate {
+    fn write(&self, w: &mut AttrWriter) {
+        w.str("request", b"update")
+            .str("address", &self.address)
+            .int("recipient_status", self.recipient_status)
+            .str("reason", &self.reason)
+            .end();
     }
 }
 
@@ -60,8 +56,10 @@ impl VerifyReply {
         r.end()?;
         Ok(VerifyReply { status })
     }
+}
 
-    pub fn write(&self, w: &mut AttrWriter) {
+impl AttrMessage for VerifyReply {
+    fn write(&self, w: &mut AttrWriter) {
         w.int_signed("status", self.status).end();
     }
 }

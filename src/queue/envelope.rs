@@ -514,6 +514,18 @@ struct Draft {
 }
 
 impl Draft {
+    /// Where a client attribute goes, by its pre-2.3 name (`client_name`, ...).
+    fn client_slot(&mut self, legacy_name: &[u8]) -> Option<&mut Option<Vec<u8>>> {
+        match legacy_name {
+            b"client_name" => Some(&mut self.client_name),
+            b"client_address" => Some(&mut self.client_addr),
+            b"client_port" => Some(&mut self.client_port),
+            b"protocol_name" => Some(&mut self.client_proto),
+            b"helo_name" => Some(&mut self.client_helo),
+            _ => None,
+        }
+    }
+
     fn data_offset(&self) -> i64 {
         self.size.map_or(0, |s| s.data_offset)
     }
@@ -998,24 +1010,10 @@ fn read_attribute(d: &mut Draft, (name, value): (&[u8], &[u8]), offset: u64, hav
             None
         }
         // Pre-2.3 names, used only when no log_* attribute was seen.
-        b"client_name" => {
-            set_first(&mut d.client_name, *have_log);
-            None
-        }
-        b"client_address" => {
-            set_first(&mut d.client_addr, *have_log);
-            None
-        }
-        b"client_port" => {
-            set_first(&mut d.client_port, *have_log);
-            None
-        }
-        b"protocol_name" => {
-            set_first(&mut d.client_proto, *have_log);
-            None
-        }
-        b"helo_name" => {
-            set_first(&mut d.client_helo, *have_log);
+        b"client_name" | b"client_address" | b"client_port" | b"protocol_name" | b"helo_name" => {
+            if let Some(slot) = d.client_slot(name) {
+                set_first(slot, *have_log);
+            }
             None
         }
         b"log_client_name"
@@ -1023,14 +1021,9 @@ fn read_attribute(d: &mut Draft, (name, value): (&[u8], &[u8]), offset: u64, hav
         | b"log_client_port"
         | b"log_protocol_name"
         | b"log_helo_name" => {
-            let slot = match name {
-                b"log_client_name" => &mut d.client_name,
-                b"log_client_address" => &mut d.client_addr,
-                b"log_client_port" => &mut d.client_port,
-                b"log_protocol_name" => &mut d.client_proto,
-                _ => &mut d.client_helo,
-            };
-            *slot = Some(value.to_vec());
+            if let Some(slot) = d.client_slot(&name[4..]) {
+                *slot = Some(value.to_vec());
+            }
             *have_log = true;
             None
         }

@@ -73,6 +73,17 @@ fn transport_of(actions: &[Action], name: &str) -> Option<TransportRef> {
     })
 }
 
+/// The first timer the actions arm: (when, which).
+fn first_timer(actions: Vec<Action>) -> (u64, Timer) {
+    actions
+        .into_iter()
+        .find_map(|a| match a {
+            Action::ArmTimer { at, timer } => Some((at, timer)),
+            _ => None,
+        })
+        .expect("a timer was armed")
+}
+
 fn done_messages(actions: &[Action]) -> Vec<MessageRef> {
     actions
         .iter()
@@ -281,14 +292,7 @@ fn dead_destination_revives_after_minimal_backoff_time() {
     let t = transport_of(&s.take_actions(), "smtp").unwrap();
     let (e, _) = s.agent_ready(0, t).unwrap();
     s.agent_reply(0, e, Some(&defer_reply("4.4.1", "refused")));
-    let timer = s
-        .take_actions()
-        .into_iter()
-        .find_map(|a| match a {
-            Action::ArmTimer { at, timer } => Some((at, timer)),
-            _ => None,
-        })
-        .unwrap();
+    let timer = first_timer(s.take_actions());
     assert_eq!(timer.0, 300);
     assert_eq!(s.queue_status(b"smtp", b"d.lab").unwrap().window, 0);
     s.timer(300, timer.1);
@@ -448,14 +452,7 @@ fn destination_rate_delay_spaces_deliveries() {
     let t = transport_of(&s.take_actions(), "smtp").unwrap();
     let (e, _) = s.agent_ready(100, t).unwrap();
     s.agent_reply(100, e, Some(&ok_reply()));
-    let timer = s
-        .take_actions()
-        .into_iter()
-        .find_map(|a| match a {
-            Action::ArmTimer { at, timer } => Some((at, timer)),
-            _ => None,
-        })
-        .unwrap();
+    let timer = first_timer(s.take_actions());
     assert_eq!(timer.0, 130);
     assert_eq!(s.queue_status(b"smtp", b"d").unwrap().window, -1);
     s.drain();

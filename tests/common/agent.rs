@@ -3,6 +3,7 @@
 //! test asks (see [`Behaviour`]). Like a real agent it can mark delivered recipients done in
 //! the queue file before replying.
 
+use oqmgr::proto::attr::AttrMessage;
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;

@@ -2,6 +2,7 @@
 //! connection it announces `delivery_status_protocol`, reads one request (flush-style or
 //! append-style), records it, replies `{status=N}` and closes.
 
+use oqmgr::proto::attr::AttrMessage;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! `trivial_rewrite_protocol`, then answers any number of pipelined resolve/verify and rewrite
 //! requests per connection until the client closes.
 
+use oqmgr::proto::attr::AttrMessage;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
