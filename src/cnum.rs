@@ -1,5 +1,6 @@
 //! The C library's number parsing as Postfix relies on it (C locale, 64-bit long): `isspace`,
-//! `strtol(s, &end, 10)`, `atol` and `atoi`. Queue files, main.cf and argv all go through it.
+//! `strtol(s, &end, 10)`, `strtod`, `atol` and `atoi`. Queue files, main.cf and argv all go
+//! through it.
 
 /// C `isspace()` in the C locale.
 pub fn is_space(b: u8) -> bool {
@@ -23,20 +24,20 @@ impl Strtol {
     }
 }
 
+/// Leading white space and an optional sign, as strtol and strtod skip them: whether the
+/// number is negative, and where its digits start.
+fn sign(text: &[u8]) -> (bool, usize) {
+    let at = text.iter().take_while(|&&b| is_space(b)).count();
+    match text.get(at) {
+        Some(b'-') => (true, at + 1),
+        Some(b'+') => (false, at + 1),
+        _ => (false, at),
+    }
+}
+
 /// C `strtol(text, &end, 10)`: optional leading white space and sign, then decimal digits.
 pub fn strtol(text: &[u8]) -> Strtol {
-    let mut at = text.iter().take_while(|&&b| is_space(b)).count();
-    let negative = match text.get(at) {
-        Some(b'-') => {
-            at += 1;
-            true
-        }
-        Some(b'+') => {
-            at += 1;
-            false
-        }
-        _ => false,
-    };
+    let (negative, at) = sign(text);
     let digits = text
         .get(at..)
         .unwrap_or_default()
@@ -61,6 +62,132 @@ pub fn strtol(text: &[u8]) -> Strtol {
         end: at + digits,
         overflow,
     }
+}
+
+/// C `strtod()` on a prefix of `text` (after blanks): decimal with optional fraction and
+/// exponent, hexadecimal (`0x1.8p-1`), `inf`/`infinity`, `nan`. The value and the bytes used.
+pub fn strtod(text: &[u8]) -> Option<(f64, usize)> {
+    let (negative, at) = sign(text);
+    let signed = |value: f64| if negative { -value } else { value };
+    let rest = &text[at..];
+    let starts_with_ci =
+        |word: &[u8]| rest.len() >= word.len() && rest[..word.len()].eq_ignore_ascii_case(word);
+    if starts_with_ci(b"infinity") {
+        return Some((signed(f64::INFINITY), at + 8));
+    }
+    if starts_with_ci(b"inf") {
+        return Some((signed(f64::INFINITY), at + 3));
+    }
+    if starts_with_ci(b"nan") {
+        let mut end = at + 3;
+        if text.get(end) == Some(&b'(') {
+            let inner = text[end + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+                .count();
+            if text.get(end + 1 + inner) == Some(&b')') {
+                end += inner + 2;
+            }
+        }
+        return Some((f64::NAN, end));
+    }
+    if (starts_with_ci(b"0x"))
+        && rest.get(2..).is_some_and(|r| {
+            r.first().is_some_and(u8::is_ascii_hexdigit)
+                || (r.first() == Some(&b'.') && r.get(1).is_some_and(u8::is_ascii_hexdigit))
+        })
+    {
+        let (value, used) = hex_float(&rest[2..]);
+        return Some((signed(value), at + 2 + used));
+    }
+    let int_digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut end = int_digits;
+    let mut frac_digits = 0;
+    if rest.get(end) == Some(&b'.') {
+        frac_digits = rest[end + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if int_digits + frac_digits > 0 {
+            end += 1 + frac_digits;
+        }
+    }
+    if int_digits + frac_digits == 0 {
+        return None;
+    }
+    if matches!(rest.get(end), Some(b'e' | b'E')) {
+        let mut exp_at = end + 1;
+        if matches!(rest.get(exp_at), Some(b'+' | b'-')) {
+            exp_at += 1;
+        }
+        let exp_digits = rest
+            .get(exp_at..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if exp_digits > 0 {
+            end = exp_at + exp_digits;
+        }
+    }
+    let number = std::str::from_utf8(&rest[..end]).ok()?;
+    // Rust rejects a bare trailing "." ("5.") that C accepts; both mean the same value.
+    let value = number
+        .parse::<f64>()
+        .or_else(|_| {
+            number
+                .replace(".e", "e")
+                .replace(".E", "E")
+                .trim_end_matches('.')
+                .parse::<f64>()
+        })
+        .ok()?;
+    Some((signed(value), at + end))
+}
+
+/// Hexadecimal mantissa with optional `p` exponent; the value and bytes used.
+fn hex_float(text: &[u8]) -> (f64, usize) {
+    let mut value = 0.0f64;
+    let mut at = 0;
+    while let Some(digit) = text.get(at).and_then(|b| (*b as char).to_digit(16)) {
+        value = value * 16.0 + f64::from(digit);
+        at += 1;
+    }
+    if text.get(at) == Some(&b'.') {
+        at += 1;
+        let mut scale = 1.0 / 16.0;
+        while let Some(digit) = text.get(at).and_then(|b| (*b as char).to_digit(16)) {
+            value += f64::from(digit) * scale;
+            scale /= 16.0;
+            at += 1;
+        }
+    }
+    if matches!(text.get(at), Some(b'p' | b'P')) {
+        let mut exp_at = at + 1;
+        let negative = match text.get(exp_at) {
+            Some(b'-') => {
+                exp_at += 1;
+                true
+            }
+            Some(b'+') => {
+                exp_at += 1;
+                false
+            }
+            _ => false,
+        };
+        let digits = text[exp_at.min(text.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits > 0 {
+            let exponent = text[exp_at..exp_at + digits].iter().fold(0i32, |acc, d| {
+                acc.saturating_mul(10).saturating_add(i32::from(d - b'0'))
+            });
+            value *= 2f64.powi(if negative { -exponent } else { exponent });
+            at = exp_at + digits;
+        }
+    }
+    (value, at)
 }
 
 /// C `atol()` (glibc: strtol base 10).

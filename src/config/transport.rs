@@ -73,7 +73,7 @@ const INT_MAX: f64 = i32::MAX as f64;
 /// Parses a feedback value like `sscanf(value, "%lf %1[/] %30s%c")` followed by Postfix's
 /// checks: `N`, `N/M` or `N/concurrency`, result within 0..1. `None` when unusable.
 pub fn parse_feedback(value: &[u8]) -> Option<Feedback> {
-    let (numerator, used) = c_strtod(value)?;
+    let (numerator, used) = crate::cnum::strtod(value)?;
     let mut rest = skip_space(&value[used..]);
     if rest.first() != Some(&b'/') {
         // One conversion: whatever follows the number is ignored.
@@ -96,7 +96,7 @@ pub fn parse_feedback(value: &[u8]) -> Option<Feedback> {
         if !(0.0..=INT_MAX).contains(&numerator) {
             return None;
         }
-        let (divisor, used) = c_strtod(denominator)?;
+        let (divisor, used) = crate::cnum::strtod(denominator)?;
         if used != denominator.len() || !((1.0 / INT_MAX)..=INT_MAX).contains(&divisor) {
             return None;
         }
@@ -118,144 +118,6 @@ fn skip_space(bytes: &[u8]) -> &[u8] {
         .take_while(|&&b| super::maincf::is_c_space(b))
         .count();
     &bytes[blanks..]
-}
-
-/// C `strtod()` on a prefix of `text` (after blanks): decimal with optional fraction and
-/// exponent, hexadecimal (`0x1.8p-1`), `inf`/`infinity`, `nan`. The value and the bytes used.
-fn c_strtod(text: &[u8]) -> Option<(f64, usize)> {
-    let start = text.len() - skip_space(text).len();
-    let mut at = start;
-    let negative = match text.get(at) {
-        Some(b'-') => {
-            at += 1;
-            true
-        }
-        Some(b'+') => {
-            at += 1;
-            false
-        }
-        _ => false,
-    };
-    let signed = |value: f64| if negative { -value } else { value };
-    let rest = &text[at..];
-    let starts_with_ci =
-        |word: &[u8]| rest.len() >= word.len() && rest[..word.len()].eq_ignore_ascii_case(word);
-    if starts_with_ci(b"infinity") {
-        return Some((signed(f64::INFINITY), at + 8));
-    }
-    if starts_with_ci(b"inf") {
-        return Some((signed(f64::INFINITY), at + 3));
-    }
-    if starts_with_ci(b"nan") {
-        let mut end = at + 3;
-        if text.get(end) == Some(&b'(') {
-            let inner = text[end + 1..]
-                .iter()
-                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
-                .count();
-            if text.get(end + 1 + inner) == Some(&b')') {
-                end += inner + 2;
-            }
-        }
-        return Some((f64::NAN, end));
-    }
-    if (starts_with_ci(b"0x"))
-        && rest.get(2..).is_some_and(|r| {
-            r.first().is_some_and(u8::is_ascii_hexdigit)
-                || (r.first() == Some(&b'.') && r.get(1).is_some_and(u8::is_ascii_hexdigit))
-        })
-    {
-        let (value, used) = hex_float(&rest[2..]);
-        return Some((signed(value), at + 2 + used));
-    }
-    let int_digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    let mut end = int_digits;
-    let mut frac_digits = 0;
-    if rest.get(end) == Some(&b'.') {
-        frac_digits = rest[end + 1..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        if int_digits + frac_digits > 0 {
-            end += 1 + frac_digits;
-        }
-    }
-    if int_digits + frac_digits == 0 {
-        return None;
-    }
-    if matches!(rest.get(end), Some(b'e' | b'E')) {
-        let mut exp_at = end + 1;
-        if matches!(rest.get(exp_at), Some(b'+' | b'-')) {
-            exp_at += 1;
-        }
-        let exp_digits = rest
-            .get(exp_at..)
-            .unwrap_or_default()
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        if exp_digits > 0 {
-            end = exp_at + exp_digits;
-        }
-    }
-    let number = std::str::from_utf8(&rest[..end]).ok()?;
-    // Rust rejects a bare trailing "." ("5.") that C accepts; both mean the same value.
-    let value = number
-        .parse::<f64>()
-        .or_else(|_| {
-            number
-                .replace(".e", "e")
-                .replace(".E", "E")
-                .trim_end_matches('.')
-                .parse::<f64>()
-        })
-        .ok()?;
-    Some((signed(value), at + end))
-}
-
-/// Hexadecimal mantissa with optional `p` exponent; the value and bytes used.
-fn hex_float(text: &[u8]) -> (f64, usize) {
-    let mut value = 0.0f64;
-    let mut at = 0;
-    while let Some(digit) = text.get(at).and_then(|b| (*b as char).to_digit(16)) {
-        value = value * 16.0 + f64::from(digit);
-        at += 1;
-    }
-    if text.get(at) == Some(&b'.') {
-        at += 1;
-        let mut scale = 1.0 / 16.0;
-        while let Some(digit) = text.get(at).and_then(|b| (*b as char).to_digit(16)) {
-            value += f64::from(digit) * scale;
-            scale /= 16.0;
-            at += 1;
-        }
-    }
-    if matches!(text.get(at), Some(b'p' | b'P')) {
-        let mut exp_at = at + 1;
-        let negative = match text.get(exp_at) {
-            Some(b'-') => {
-                exp_at += 1;
-                true
-            }
-            Some(b'+') => {
-                exp_at += 1;
-                false
-            }
-            _ => false,
-        };
-        let digits = text[exp_at.min(text.len())..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        if digits > 0 {
-            let exponent = text[exp_at..exp_at + digits].iter().fold(0i32, |acc, d| {
-                acc.saturating_mul(10).saturating_add(i32::from(d - b'0'))
-            });
-            value *= 2f64.powi(if negative { -exponent } else { exponent });
-            at = exp_at + digits;
-        }
-    }
-    (value, at)
 }
 
 impl Default for TransportParams {
