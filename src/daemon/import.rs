@@ -15,7 +15,7 @@ use crate::queue::envelope::{
 };
 use crate::queue::file::{LockError, OpenCheck};
 use crate::queue::id::QueueId;
-use crate::queue::path::{ACTIVE, CORRUPT, INCOMING};
+use crate::queue::path::{ACTIVE, CORRUPT, DEFER, INCOMING};
 use crate::sched::route::{self, Route};
 use crate::sched::{message_flags, MessageRef};
 
@@ -176,7 +176,10 @@ impl Daemon {
                 .is_some_and(|size| size > 0);
         if !force_expire_now {
             if let Err(e) = self.qdir.remove_defer_log(&id) {
-                fatal(&format!("qmgr_message_alloc: {id}: {e}"));
+                fatal(&format!(
+                    "qmgr_message_alloc: {id}: remove {DEFER} {id}: {}",
+                    crate::maillog::strerror(&e.source)
+                ));
             }
         }
         drop(file);

@@ -178,7 +178,7 @@ impl Daemon {
             Ok(p) => p,
             Err(e) => fatal(&e.to_string()),
         };
-        let qdir = QueueDir::new(PathBuf::new(), paths);
+        let qdir = QueueDir::new(PathBuf::new(), paths).with_dont_remove(params.dont_remove != 0);
         let poll = match Poll::new() {
             Ok(p) => p,
             Err(e) => fatal(&format!("poll: {}", maillog::strerror(&e))),
