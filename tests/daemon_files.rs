@@ -76,3 +76,90 @@ fn without_dont_remove_delivered_mail_is_unlinked() {
     assert!(saved(&w).is_empty());
     assert_eq!(w.dir.queue_of(&id), None);
 }
+
+/// Writes `D` over the recipients of `request` in the file at `path`, as an agent does.
+fn mark_done(path: &std::path::Path, request: &oqmgr::proto::deliver::DeliveryRequest) {
+    use std::os::unix::fs::FileExt;
+    let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+    for rcpt in &request.recipients {
+        let patch = oqmgr::queue::record::Patch::mark_recipient_done(rcpt.offset);
+        file.write_all_at(&patch.bytes, patch.offset).unwrap();
+    }
+}
+
+#[test]
+fn a_later_batch_that_cannot_be_opened_is_fatal_and_the_mail_is_delivered_after_a_restart() {
+    // Two recipients per batch: the third is read when the first two are done.
+    let mut w = World::with_params(&[
+        ("qmgr_message_active_limit", "2"),
+        ("qmgr_message_recipient_limit", "2"),
+    ]);
+    w.add_agent("smtp", Behaviour::Ok);
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab", "b@d1.lab", "c@d1.lab"]);
+    let active = w.dir.path_of("active", &id);
+    let aside = w.dir.root().join("aside");
+    // While the first batch is delivered, the file becomes impossible to open (a directory
+    // in its place: EISDIR, standing in for EMFILE, ENFILE or EIO, which root cannot provoke).
+    let (path, moved) = (active.clone(), aside.clone());
+    w.agent("smtp").set_mark_done(false);
+    w.agent("smtp").set_policy(move |req| {
+        if req.recipients.iter().any(|r| r.address == b"a@d1.lab") {
+            mark_done(&path, req);
+            fs::rename(&path, &moved).unwrap();
+            fs::create_dir(&path).unwrap();
+        }
+        Behaviour::Ok
+    });
+    w.start();
+    w.expect_log(&format!("fatal: open active {id}: Is a directory"), T);
+    let status = w.master().wait_exit(T).expect("exit after the fatal error");
+    assert_eq!(status.code(), Some(1));
+    // Nothing went to corrupt/: whatever is in active/ stays there.
+    assert!(w.dir.list("corrupt").is_empty(), "{}", w.diagnostics());
+    assert!(active.is_dir());
+    // The cause goes away; the next queue manager takes the mail up again and finishes it.
+    fs::remove_dir(&active).unwrap();
+    fs::rename(&aside, &active).unwrap();
+    w.start();
+    w.expect_log(&format!("{id}: removed"), T);
+    let last = w.agent("smtp").requests().pop().unwrap();
+    let rest: Vec<&[u8]> = last.recipients.iter().map(|r| &r.address[..]).collect();
+    assert_eq!(rest, [b"c@d1.lab".as_slice()]);
+    assert!(w.dir.list("corrupt").is_empty());
+}
+
+#[test]
+fn a_later_batch_with_bad_records_moves_the_file_to_corrupt() {
+    let mut w = World::with_params(&[
+        ("qmgr_message_active_limit", "2"),
+        ("qmgr_message_recipient_limit", "2"),
+    ]);
+    w.add_agent("smtp", Behaviour::Ok);
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab", "b@d1.lab", "c@d1.lab"]);
+    let active = w.dir.path_of("active", &id);
+    // While the first batch is delivered, the file loses everything after it.
+    let path = active.clone();
+    w.agent("smtp").set_mark_done(false);
+    w.agent("smtp").set_policy(move |req| {
+        if req.recipients.iter().any(|r| r.address == b"a@d1.lab") {
+            mark_done(&path, req);
+            let end = req.recipients.iter().map(|r| r.offset).max().unwrap();
+            let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+            file.set_len(end + 12).unwrap();
+        }
+        Behaviour::Ok
+    });
+    w.start();
+    w.expect_log(
+        &format!("warning: {id}: message rejected: missing end record"),
+        T,
+    );
+    w.expect_log(
+        &format!(
+            "warning: saving corrupt file \"{id}\" from queue \"active\" to queue \"corrupt\""
+        ),
+        T,
+    );
+    assert_eq!(w.dir.queue_of(&id).as_deref(), Some("corrupt"));
+    assert!(w.master().is_running());
+}

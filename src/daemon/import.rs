@@ -134,10 +134,14 @@ impl Daemon {
                 return false;
             }
             Err(LockError::Open(e)) => {
+                let text = format!(
+                    "open {ACTIVE} {id}: {}",
+                    crate::maillog::strerror(&e.source)
+                );
                 if !e.is_not_found() {
-                    fatal(&e.to_string());
+                    fatal(&text);
                 }
-                warn!("{e}");
+                warn!("{text}");
                 self.corrupt(&id);
                 return false;
             }
@@ -406,8 +410,11 @@ impl Daemon {
         }
     }
 
-    /// Reads the next recipient batch of a message whose first ones are all done.
-    /// Returns false when the file cannot be read (the caller moves it to corrupt/).
+    /// Reads the message's next recipient batch and starts routing it, as the C daemon's
+    /// qmgr_message_realloc. Returns false when the file is gone or its records are bad (the
+    /// completion then moves it to corrupt/). Any other failure to open or seek is fatal, as
+    /// in qmgr_message_open: the file stays in active/ and the next queue manager takes it up
+    /// again, instead of good mail landing in corrupt/ over a transient EMFILE or EIO.
     pub(super) fn read_more_recipients(&mut self, now: u64, m: MessageRef) -> bool {
         let Some(msg) = self.sched.message(m) else {
             return false;
@@ -415,10 +422,20 @@ impl Daemon {
         let Ok(id) = QueueId::parse(&msg.queue_id) else {
             return false;
         };
-        let mut file = match std::fs::File::open(self.qdir.path(ACTIVE, &id)) {
+        let path = self.qdir.path(ACTIVE, &id);
+        // Read-write like the C daemon, so a file it could not update fails here too.
+        let mut file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+        {
             Ok(f) => f,
             Err(e) => {
-                warn!("open {ACTIVE}/{id}: {}", crate::maillog::strerror(&e));
+                let text = format!("open {ACTIVE} {id}: {}", crate::maillog::strerror(&e));
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    fatal(&text);
+                }
+                warn!("{text}");
                 return false;
             }
         };
@@ -434,11 +451,14 @@ impl Daemon {
             }
             Err(err) => {
                 self.log_read_events(&id, &err.events);
-                for (_, line) in err
+                for (severity, line) in err
                     .rejection
-                    .log_lines(&format!("{ACTIVE}/{id}"), id.as_str())
+                    .log_lines(&path.to_string_lossy(), id.as_str())
                 {
-                    warn!("{line}");
+                    match severity {
+                        envelope::Severity::Fatal => fatal(&line),
+                        envelope::Severity::Warning => warn!("{line}"),
+                    }
                 }
                 false
             }
