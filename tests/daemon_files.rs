@@ -163,3 +163,46 @@ fn a_later_batch_with_bad_records_moves_the_file_to_corrupt() {
     assert_eq!(w.dir.queue_of(&id).as_deref(), Some("corrupt"));
     assert!(w.master().is_running());
 }
+
+#[test]
+fn a_large_list_with_bounces_in_two_batches_gets_one_bounce_notice() {
+    // 150 recipients in memory; the next batch is read once fewer than 50 are left.
+    let mut w = World::with_params(&[
+        ("qmgr_message_active_limit", "150"),
+        ("qmgr_message_recipient_limit", "150"),
+    ]);
+    w.add_agent("smtp", Behaviour::Ok);
+    let rcpts: Vec<String> = (0..200).map(|i| format!("r{i:03}@d1.lab")).collect();
+    let refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    let id = w.drop_message("list@src.lab", &refs);
+    // One recipient of the first batch and one of the second bounce: the agent writes the
+    // bounce log, as real agents do through bounce(8).
+    let bounce_log = w.dir.path_of("bounce", &id);
+    w.agent("smtp").set_policy(move |req| {
+        for r in &req.recipients {
+            if r.address == b"r000@d1.lab" || r.address == b"r199@d1.lab" {
+                use std::io::Write;
+                let mut log = fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&bounce_log)
+                    .unwrap();
+                writeln!(log, "recipient={}", String::from_utf8_lossy(&r.address)).unwrap();
+            }
+        }
+        Behaviour::Ok
+    });
+    w.start();
+    w.expect_log(&format!("{id}: removed"), T);
+    let handed: usize = w
+        .agent("smtp")
+        .requests()
+        .iter()
+        .map(|r| r.recipients.len())
+        .sum();
+    assert_eq!(handed, 200);
+    // As the C daemon: the second batch is read when the first one's last entry is done, so
+    // the completion (and its bounce flush) runs once, after the whole list.
+    let flushes: Vec<String> = w.bounce.requests().iter().map(|r| r.queue_id()).collect();
+    assert_eq!(flushes, vec![id.clone()], "{}", w.diagnostics());
+}

@@ -201,41 +201,28 @@ impl Daemon {
             return true;
         }
         self.route_recipients(now, m);
-        if self
-            .sched
-            .message(m)
-            .is_some_and(|x| x.envelope.resume_offset.is_some())
-        {
-            self.more_recipients.push(m);
-        }
         true
     }
 
-    /// Like the C daemon's qmgr_message_realloc: while a large message's first recipients are
-    /// still being delivered, read its next batch once the in-memory recipient count has
-    /// dropped well below the limit, so mailing lists keep flowing instead of going in waves.
-    pub(super) fn refill_recipients(&mut self, now: u64) {
-        self.more_recipients.retain(|m| {
-            self.sched
-                .message(*m)
-                .is_some_and(|x| x.envelope.resume_offset.is_some())
-        });
-        let threshold = self.recipient_cap.saturating_sub(100);
-        if self.sched.recipient_count() >= threshold {
+    /// Action::ReadRecipients: an entry of a large message is done and few recipients are in
+    /// memory, so its next batch is read now, as the C daemon's qmgr_entry_done calls
+    /// qmgr_message_realloc, while its other deliveries go on. This may start while a new
+    /// message is being routed: the C daemon's reading and resolving are synchronous, so its
+    /// refill never waits either.
+    pub(super) fn read_next_batch(&mut self, now: u64, m: MessageRef) {
+        if self.loading.contains_key(&m) {
+            // A batch is being routed already; `assign` reports the message done if need be.
             return;
         }
-        // Only messages with deliveries in progress: one with none is either being routed or
-        // in its completion, which reads the next batch itself.
-        let ready = self.more_recipients.iter().copied().find(|m| {
-            !self.loading.contains_key(m)
-                && self
-                    .sched
-                    .message(*m)
-                    .is_some_and(|x| x.entries_in_flight() > 0)
-        });
-        if let Some(m) = ready {
-            // A failed read is left to the completion, which moves the file to corrupt/.
-            let _ = self.read_more_recipients(now, m);
+        if !self.read_more_recipients(now, m)
+            && self
+                .sched
+                .message(m)
+                .is_some_and(|x| x.entries_in_flight() == 0)
+        {
+            // Unreadable with nothing left in flight: the completion runs, reads again and
+            // moves the file to corrupt/, as after the C daemon's failed realloc.
+            self.message_done(now, m);
         }
     }
 
