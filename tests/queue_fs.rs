@@ -383,3 +383,47 @@ fn recover_active_without_active_is_a_scan_error() {
         "scan_dir_push: open directory active: No such file or directory"
     );
 }
+
+#[test]
+fn dont_remove_saves_every_removed_file_under_its_name_with_plus_when_taken() {
+    // Hashed defer/ (the default): saved/ is flat, named by the last path component.
+    let paths = QueuePaths::new(b"deferred, defer", 1).unwrap();
+    let (tmp, dir) = queue_dir(paths);
+    let dir = dir.with_dont_remove(true);
+    fs::create_dir(tmp.path().join("saved")).unwrap();
+    let qid = id("4F2D81C0A3");
+    // The defer log dropped when the message is taken in.
+    put(&dir, "defer", &qid, 0o600);
+    assert_eq!(dir.remove_defer_log(&qid).unwrap(), Removed::Removed);
+    // The empty bounce log at the end of delivery.
+    fs::write(tmp.path().join("bounce").join(qid.as_str()), b"").unwrap();
+    assert_eq!(dir.check_bounce_log(&qid).unwrap(), BounceLog::RemovedEmpty);
+    // The delivered queue file.
+    put(&dir, ACTIVE, &qid, 0o700);
+    assert_eq!(dir.remove(ACTIVE, &qid).unwrap(), Removed::Removed);
+    assert_eq!(dir.remove(ACTIVE, &qid).unwrap(), Removed::NotFound);
+
+    let mut saved: Vec<String> = fs::read_dir(tmp.path().join("saved"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    saved.sort();
+    assert_eq!(saved, ["4F2D81C0A3", "4F2D81C0A3+", "4F2D81C0A3++"]);
+    assert_eq!(
+        fs::read(tmp.path().join("saved/4F2D81C0A3++")).unwrap(),
+        b"queue file contents"
+    );
+    assert!(!tmp.path().join(dir.path(ACTIVE, &qid)).exists());
+    assert!(!tmp.path().join(dir.path("defer", &qid)).exists());
+}
+
+#[test]
+fn dont_remove_without_a_saved_directory_leaves_the_file_as_postfix_does() {
+    let (tmp, dir) = queue_dir(QueuePaths::default());
+    let dir = dir.with_dont_remove(true);
+    let qid = id("4F2D81C0A3");
+    put(&dir, ACTIVE, &qid, 0o700);
+    // rename() into a missing saved/ fails with ENOENT, which callers take as "gone".
+    assert_eq!(dir.remove(ACTIVE, &qid).unwrap(), Removed::NotFound);
+    assert!(tmp.path().join(dir.path(ACTIVE, &qid)).exists());
+}

@@ -227,6 +227,8 @@ param_table! {
     /// Target for flow-control tokens.
     default_process_limit: Int = Text("100"), 1, 0;
     max_use: Int = Text("100"), 1, 0;
+    /// Non-zero: queue files are renamed into `saved/` instead of unlinked (global/remove.c).
+    dont_remove: Int = Text("0"), 0, 0;
     hash_queue_depth: Int = Text("1"), 1, 0;
     delay_logging_resolution_limit: Int = Text("2"), 0, 6;
     soft_bounce: Bool = Text("no"), 0, 0;

@@ -16,7 +16,7 @@ use crate::proto::protocol::Protocol;
 use crate::proto::recipient::Recipient;
 use crate::queue::file::{BounceLog, OpenCheck, Removed};
 use crate::queue::id::QueueId;
-use crate::queue::path::{ACTIVE, DEFERRED};
+use crate::queue::path::{ACTIVE, BOUNCE, DEFERRED};
 use crate::queue::record::Patch;
 use crate::sched::complete::{deferred_until, expiry, wants_trace_flush, warning_due, Expiry};
 use crate::sched::MessageRef;
@@ -67,7 +67,10 @@ impl Daemon {
         match self.qdir.check_bounce_log(&id) {
             Ok(BounceLog::NonEmpty(_)) => self.start_notify(now, m, Step::Bounce),
             Ok(_) => self.after_bounce(now, m),
-            Err(e) => fatal(&e.to_string()),
+            Err(e) => fatal(&format!(
+                "remove {BOUNCE} {id}: {}",
+                crate::maillog::strerror(&e.source)
+            )),
         }
     }
 
@@ -157,7 +160,10 @@ impl Daemon {
                 Ok(Removed::NotFound) => warn!(
                     "qmgr_active_done_3_generic: remove {id} from {ACTIVE}: No such file or directory"
                 ),
-                Err(e) => fatal(&format!("qmgr_active_done_3_generic: {e}")),
+                Err(e) => fatal(&format!(
+                    "qmgr_active_done_3_generic: remove {id} from {ACTIVE}: {}",
+                    crate::maillog::strerror(&e.source)
+                )),
             }
         }
     }

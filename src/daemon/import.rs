@@ -15,7 +15,7 @@ use crate::queue::envelope::{
 };
 use crate::queue::file::{LockError, OpenCheck};
 use crate::queue::id::QueueId;
-use crate::queue::path::{ACTIVE, CORRUPT, INCOMING};
+use crate::queue::path::{ACTIVE, CORRUPT, DEFER, INCOMING};
 use crate::sched::route::{self, Route};
 use crate::sched::{message_flags, MessageRef};
 
@@ -134,10 +134,14 @@ impl Daemon {
                 return false;
             }
             Err(LockError::Open(e)) => {
+                let text = format!(
+                    "open {ACTIVE} {id}: {}",
+                    crate::maillog::strerror(&e.source)
+                );
                 if !e.is_not_found() {
-                    fatal(&e.to_string());
+                    fatal(&text);
                 }
-                warn!("{e}");
+                warn!("{text}");
                 self.corrupt(&id);
                 return false;
             }
@@ -176,7 +180,10 @@ impl Daemon {
                 .is_some_and(|size| size > 0);
         if !force_expire_now {
             if let Err(e) = self.qdir.remove_defer_log(&id) {
-                fatal(&format!("qmgr_message_alloc: {id}: {e}"));
+                fatal(&format!(
+                    "qmgr_message_alloc: {id}: remove {DEFER} {id}: {}",
+                    crate::maillog::strerror(&e.source)
+                ));
             }
         }
         drop(file);
@@ -194,41 +201,28 @@ impl Daemon {
             return true;
         }
         self.route_recipients(now, m);
-        if self
-            .sched
-            .message(m)
-            .is_some_and(|x| x.envelope.resume_offset.is_some())
-        {
-            self.more_recipients.push(m);
-        }
         true
     }
 
-    /// Like the C daemon's qmgr_message_realloc: while a large message's first recipients are
-    /// still being delivered, read its next batch once the in-memory recipient count has
-    /// dropped well below the limit, so mailing lists keep flowing instead of going in waves.
-    pub(super) fn refill_recipients(&mut self, now: u64) {
-        self.more_recipients.retain(|m| {
-            self.sched
-                .message(*m)
-                .is_some_and(|x| x.envelope.resume_offset.is_some())
-        });
-        let threshold = self.recipient_cap.saturating_sub(100);
-        if self.sched.recipient_count() >= threshold {
+    /// Action::ReadRecipients: an entry of a large message is done and few recipients are in
+    /// memory, so its next batch is read now, as the C daemon's qmgr_entry_done calls
+    /// qmgr_message_realloc, while its other deliveries go on. This may start while a new
+    /// message is being routed: the C daemon's reading and resolving are synchronous, so its
+    /// refill never waits either.
+    pub(super) fn read_next_batch(&mut self, now: u64, m: MessageRef) {
+        if self.loading.contains_key(&m) {
+            // A batch is being routed already; `assign` reports the message done if need be.
             return;
         }
-        // Only messages with deliveries in progress: one with none is either being routed or
-        // in its completion, which reads the next batch itself.
-        let ready = self.more_recipients.iter().copied().find(|m| {
-            !self.loading.contains_key(m)
-                && self
-                    .sched
-                    .message(*m)
-                    .is_some_and(|x| x.entries_in_flight() > 0)
-        });
-        if let Some(m) = ready {
-            // A failed read is left to the completion, which moves the file to corrupt/.
-            let _ = self.read_more_recipients(now, m);
+        if !self.read_more_recipients(now, m)
+            && self
+                .sched
+                .message(m)
+                .is_some_and(|x| x.entries_in_flight() == 0)
+        {
+            // Unreadable with nothing left in flight: the completion runs, reads again and
+            // moves the file to corrupt/, as after the C daemon's failed realloc.
+            self.message_done(now, m);
         }
     }
 
@@ -403,8 +397,11 @@ impl Daemon {
         }
     }
 
-    /// Reads the next recipient batch of a message whose first ones are all done.
-    /// Returns false when the file cannot be read (the caller moves it to corrupt/).
+    /// Reads the message's next recipient batch and starts routing it, as the C daemon's
+    /// qmgr_message_realloc. Returns false when the file is gone or its records are bad (the
+    /// completion then moves it to corrupt/). Any other failure to open or seek is fatal, as
+    /// in qmgr_message_open: the file stays in active/ and the next queue manager takes it up
+    /// again, instead of good mail landing in corrupt/ over a transient EMFILE or EIO.
     pub(super) fn read_more_recipients(&mut self, now: u64, m: MessageRef) -> bool {
         let Some(msg) = self.sched.message(m) else {
             return false;
@@ -412,10 +409,20 @@ impl Daemon {
         let Ok(id) = QueueId::parse(&msg.queue_id) else {
             return false;
         };
-        let mut file = match std::fs::File::open(self.qdir.path(ACTIVE, &id)) {
+        let path = self.qdir.path(ACTIVE, &id);
+        // Read-write like the C daemon, so a file it could not update fails here too.
+        let mut file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+        {
             Ok(f) => f,
             Err(e) => {
-                warn!("open {ACTIVE}/{id}: {}", crate::maillog::strerror(&e));
+                let text = format!("open {ACTIVE} {id}: {}", crate::maillog::strerror(&e));
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    fatal(&text);
+                }
+                warn!("{text}");
                 return false;
             }
         };
@@ -431,11 +438,14 @@ impl Daemon {
             }
             Err(err) => {
                 self.log_read_events(&id, &err.events);
-                for (_, line) in err
+                for (severity, line) in err
                     .rejection
-                    .log_lines(&format!("{ACTIVE}/{id}"), id.as_str())
+                    .log_lines(&path.to_string_lossy(), id.as_str())
                 {
-                    warn!("{line}");
+                    match severity {
+                        envelope::Severity::Fatal => fatal(&line),
+                        envelope::Severity::Warning => warn!("{line}"),
+                    }
                 }
                 false
             }

@@ -136,10 +136,9 @@ pub struct Daemon {
     free_peers: Vec<usize>,
     next_serial: u64,
     timers: Timers<TimerKind>,
-    /// Messages whose recipients are being routed (at most one: see `loop_hook`).
+    /// Messages whose recipients are being routed: at most one new import (see `loop_hook`),
+    /// plus next batches of large messages (`read_next_batch`).
     loading: HashMap<MessageRef, import::Loading>,
-    /// Messages with recipients still unread in their file (read in batches).
-    more_recipients: Vec<MessageRef>,
     master_gone: bool,
     /// The trigger listener still had work when the last pass stopped.
     trigger_backlog: bool,
@@ -178,7 +177,7 @@ impl Daemon {
             Ok(p) => p,
             Err(e) => fatal(&e.to_string()),
         };
-        let qdir = QueueDir::new(PathBuf::new(), paths);
+        let qdir = QueueDir::new(PathBuf::new(), paths).with_dont_remove(params.dont_remove != 0);
         let poll = match Poll::new() {
             Ok(p) => p,
             Err(e) => fatal(&format!("poll: {}", maillog::strerror(&e))),
@@ -227,7 +226,6 @@ impl Daemon {
             next_serial: 0,
             timers: Timers::default(),
             loading: HashMap::new(),
-            more_recipients: Vec::new(),
             master_gone: false,
             trigger_backlog: false,
             recipient_cap,
@@ -316,9 +314,6 @@ impl Daemon {
         // Like the C daemon, whose resolving is synchronous, take the next message only when
         // the previous one is routed: the active queue then grows only as fast as it drains,
         // instead of filling up to qmgr_message_active_limit while trivial-rewrite catches up.
-        if self.loading.is_empty() {
-            self.refill_recipients(now);
-        }
         if self.loading.is_empty() {
             let mut last = (self.first_scan + 1) % 2;
             for i in 0..2 {
@@ -593,6 +588,7 @@ impl Daemon {
                         self.discard_recipient(message, &recipient)
                     }
                     Action::MessageDone(m) => self.message_done(now, m),
+                    Action::ReadRecipients(m) => self.read_next_batch(now, m),
                 }
             }
         }

@@ -647,7 +647,7 @@ pub fn read_recipient_batch<R: Read + Seek>(
 
 fn seek_failed(e: std::io::Error) -> Rejection {
     Rejection::SeekFailed {
-        error: e.to_string(),
+        error: crate::maillog::strerror(&e),
     }
 }
 

@@ -19,7 +19,7 @@ use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
 use super::id::QueueId;
-use super::path::{QueuePaths, ACTIVE, BOUNCE, DEFER, INCOMING};
+use super::path::{QueuePaths, ACTIVE, BOUNCE, DEFER, INCOMING, SAVED};
 use super::record::Patch;
 use super::scan::{QueueScanner, Scan, ScanError};
 use crate::master::trigger::SCAN_ALL;
@@ -360,6 +360,8 @@ pub struct QueueDir {
     /// "" in the daemon (it has chdir'ed there); a temporary directory in tests.
     pub root: PathBuf,
     pub paths: QueuePaths,
+    /// dont_remove: files are renamed into `saved/` instead of unlinked.
+    save_removed: bool,
 }
 
 impl QueueDir {
@@ -367,7 +369,29 @@ impl QueueDir {
         QueueDir {
             root: root.into(),
             paths,
+            save_removed: false,
         }
+    }
+
+    /// With `dont_remove` non-zero, every removal renames the file into `saved/` instead.
+    pub fn with_dont_remove(mut self, dont_remove: bool) -> QueueDir {
+        self.save_removed = dont_remove;
+        self
+    }
+
+    /// Deletes the file at `path` (relative), or with dont_remove renames it to
+    /// `saved/<file name>`, appending `+` while that name is taken, as Postfix's REMOVE()
+    /// (global/remove.c) does for every queue file and log the queue manager removes.
+    fn discard(&self, path: &Path) -> io::Result<()> {
+        if !self.save_removed {
+            return fs::remove_file(self.full(path));
+        }
+        let mut name = path.file_name().unwrap_or(path.as_os_str()).to_os_string();
+        // Like REMOVE(), stat() decides whether a name is taken (a dangling link is not).
+        while fs::metadata(self.full(&Path::new(SAVED).join(&name))).is_ok() {
+            name.push("+");
+        }
+        fs::rename(self.full(path), self.full(&Path::new(SAVED).join(name)))
     }
 
     /// Path of `id` in `queue`, relative to the queue directory (as logged).
@@ -540,10 +564,11 @@ impl QueueDir {
         write().map_err(|err| FileError::new(FileOp::Update, path.clone(), err))
     }
 
-    /// Unlinks `id` in `queue`; a missing file is [`Removed::NotFound`], not an error.
+    /// Unlinks `id` in `queue` (or saves it: dont_remove); a missing file is
+    /// [`Removed::NotFound`], not an error.
     pub fn remove(&self, queue: &str, id: &QueueId) -> Result<Removed, FileError> {
         let path = self.path(queue, id);
-        match fs::remove_file(self.full(&path)) {
+        match self.discard(&path) {
             Ok(()) => Ok(Removed::Removed),
             Err(err) if not_found(&err) => Ok(Removed::NotFound),
             Err(err) => Err(FileError::new(FileOp::Remove, path, err)),
@@ -565,7 +590,7 @@ impl QueueDir {
             None => Ok(BounceLog::Absent),
             Some(0) => {
                 let path = self.path(BOUNCE, id);
-                fs::remove_file(self.full(&path))
+                self.discard(&path)
                     .map_err(|err| FileError::new(FileOp::Remove, path, err))?;
                 Ok(BounceLog::RemovedEmpty)
             }

@@ -86,6 +86,10 @@ pub struct SchedConfig {
     pub verify_pending_limit: usize,
     /// owner_request_special: owner-* and *-request keep their `-`.
     pub owner_request_special: bool,
+    /// A message's next recipient batch is read when an entry of it is done while fewer
+    /// recipients than this are in memory: the in-memory cap (qmgr_message_recipient_limit
+    /// times qmgr_fudge_factor) less 100, as in the C daemon's qmgr_entry_done.
+    pub refill_below: usize,
 }
 
 impl SchedConfig {
@@ -111,6 +115,11 @@ impl SchedConfig {
             recipient_delimiter: p.recipient_delimiter.clone(),
             verify_pending_limit: count(p.address_verify_pending_request_limit),
             owner_request_special: p.owner_request_special,
+            refill_below: crate::queue::envelope::recipient_cap(
+                i64::from(p.qmgr_message_recipient_limit),
+                i64::from(p.qmgr_fudge_factor),
+            )
+            .saturating_sub(100),
         }
     }
 }
@@ -131,6 +140,7 @@ impl Default for SchedConfig {
             recipient_delimiter: Vec::new(),
             verify_pending_limit: 5000,
             owner_request_special: true,
+            refill_below: 20000 - 100,
         }
     }
 }
@@ -175,6 +185,12 @@ pub enum Action {
     /// The message has no entries left: run its completion (bounce/trace/defer flushes, then
     /// unlink or defer), then [`Scheduler::remove_message`] or [`Scheduler::assign`] more.
     MessageDone(MessageRef),
+    /// An entry of this message is done, its file holds more recipients and few are in memory:
+    /// read its next batch and [`Scheduler::assign`] it (the C daemon's qmgr_message_realloc
+    /// from qmgr_entry_done). Comes instead of [`Action::MessageDone`]: when the batch brings
+    /// no entries and none are left, `assign` reports the message done; when the batch cannot
+    /// be read and none are left, the event loop starts the completion itself.
+    ReadRecipients(MessageRef),
 }
 
 /// A message with its envelope (recipients already handed to entries).
@@ -1106,9 +1122,15 @@ impl Scheduler {
         }
         self.queue_maybe_done(q);
         let m = entry.message;
+        let refill_below = self.cfg.refill_below;
+        let in_memory = self.recipient_count;
         if let Some(msg) = self.messages.get_mut(m.0) {
             msg.refcount = msg.refcount.saturating_sub(1);
-            if msg.refcount == 0 {
+            // As qmgr_entry_done: the next batch first, so that a list keeps flowing and its
+            // completion (one bounce notice, one trace) runs once, after the last batch.
+            if msg.envelope.resume_offset.is_some() && in_memory < refill_below {
+                self.actions.push(Action::ReadRecipients(m));
+            } else if msg.refcount == 0 {
                 self.actions.push(Action::MessageDone(m));
             }
         }

@@ -621,7 +621,7 @@ fn simulate(seed: u64) -> Result<(), String> {
                     *done.entry(id).or_default() += 1;
                     s.remove_message(m);
                 }
-                Action::DiscardRecipient { .. } | Action::Warn(_) => {}
+                Action::DiscardRecipient { .. } | Action::Warn(_) | Action::ReadRecipients(_) => {}
             }
         }
         if pending.is_empty() && busy.is_empty() {
@@ -717,4 +717,44 @@ proptest::proptest! {
             proptest::prop_assert!(false, "seed {seed}: {e}");
         }
     }
+}
+
+#[test]
+fn a_large_message_reads_its_next_batch_when_an_entry_is_done_and_few_recipients_are_left() {
+    // Entries of one recipient each; the next batch is due below 2 recipients in memory.
+    let cfg = SchedConfig {
+        refill_below: 2,
+        ..SchedConfig::default()
+    };
+    let mut s = Scheduler::new(cfg, limits_with(5, 20, 1));
+    let mut env = envelope("list@src.lab");
+    env.resume_offset = Some(4096);
+    let m = s.add_message(b"L1".to_vec(), env, Timeval::default(), 0);
+    let routes = vec![
+        smtp_route("a@d1.lab"),
+        smtp_route("b@d1.lab"),
+        smtp_route("c@d1.lab"),
+    ];
+    s.assign(0, m, routes);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let mut entries: Vec<EntryRef> = (0..3)
+        .filter_map(|_| s.agent_ready(1, t).map(|(e, _)| e))
+        .collect();
+    assert_eq!(entries.len(), 3);
+    // 2 left in memory: not yet below the threshold.
+    s.agent_reply(2, entries.remove(0), Some(&ok_reply()));
+    assert!(s.take_actions().is_empty());
+    // 1 left: read more now, while that delivery is still out.
+    s.agent_reply(2, entries.remove(0), Some(&ok_reply()));
+    assert_eq!(s.take_actions(), vec![Action::ReadRecipients(m)]);
+    // The last entry: more to read still comes first, not the completion.
+    s.agent_reply(2, entries.remove(0), Some(&ok_reply()));
+    assert_eq!(s.take_actions(), vec![Action::ReadRecipients(m)]);
+    // The file is read to its end and the batch brings nothing: now the message is done.
+    if let Some(msg) = s.message_mut(m) {
+        msg.envelope.resume_offset = None;
+    }
+    s.assign(3, m, Vec::new());
+    assert_eq!(done_messages(&s.take_actions()), vec![m]);
 }
