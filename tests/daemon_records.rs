@@ -344,3 +344,17 @@ fn a_double_bounce_whose_record_fails_is_deferred_not_discarded() {
     let records = w.dir.records("deferred", &id).unwrap();
     assert!(records.iter().any(|r| r.rec_type.byte() == b'R'));
 }
+
+#[test]
+fn a_defer_service_slower_than_qmgr_ipc_timeout_is_given_up_on() {
+    let mut w = World::with_params(&[("qmgr_ipc_timeout", "1s")]);
+    w.defer.set_delay(Duration::from_secs(30));
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    w.expect_log(
+        "warning: write/read private/defer socket: Connection timed out",
+        T,
+    );
+    w.expect_log(&format!("warning: {id}: defer service failure"), T);
+    expect_in(&w, &id, Some("deferred"));
+}
