@@ -4,11 +4,13 @@
 //! - [`expand`]: `$name` expansion with the Postfix 3.x conditional and relational forms;
 //! - [`value`]: int/bool/time/string conversion with Postfix's fatal wording;
 //! - [`params`]: the typed table of every parameter oqmgr reads ([`Params`]);
-//! - [`transport`]: per-transport lookups (`<transport>_destination_concurrency_limit` ...).
+//! - [`transport`]: per-transport lookups (`<transport>_destination_concurrency_limit` ...);
+//! - [`domain_list`]: domain match lists (`fast_flush_domains`).
 //!
 //! [`Config`] ties them together: main.cf entries, then `-o name=value` overrides, then table
 //! defaults, looked up and expanded on demand like Postfix's `mail_dict`.
 
+pub mod domain_list;
 pub mod expand;
 pub mod maincf;
 pub mod params;

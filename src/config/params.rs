@@ -213,6 +213,8 @@ param_table! {
     recipient_delimiter: Str = Text(""), 0, 0;
     relay_domains: Str = Text("${{$compatibility_level} <level {2} ? {$mydestination} : {}}"), 0, 0;
     fast_flush_domains: Str = Text("$relay_domains"), 0, 0;
+    /// Lists whose `example.com` also matches `sub.example.com` (match_parent_style).
+    parent_domain_matches_subdomains: Str = Text("debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,qmqpd_authorized_clients,relay_domains,smtpd_access_maps"), 0, 0;
     default_verp_delimiters: Str = Text("+="), 2, 2;
     verp_delimiter_filter: Str = Text("-=+"), 1, 0;
     bounce_service_name: Str = Text("bounce"), 1, 0;

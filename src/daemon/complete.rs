@@ -10,7 +10,7 @@ use mio::Interest;
 
 use super::conn::Conn;
 use super::{fatal, Daemon, Peer, TimerKind};
-use crate::proto::bounce::{bounce_flags, AppendRequest, BounceCommand, FlushRequest, StatusReply};
+use crate::proto::bounce::{bounce_flags, BounceCommand, FlushRequest, StatusReply};
 use crate::proto::dsn::Dsn;
 use crate::proto::protocol::Protocol;
 use crate::proto::recipient::Recipient;
@@ -367,53 +367,39 @@ impl Daemon {
         }
     }
 
-    /// The retry service is dead too: record the deferral through defer(8) directly, as
-    /// Postfix's defer_append does (synchronously), and log the recipient's line.
+    /// The retry service is dead too: the recipient's deferral is recorded without an agent,
+    /// as the C daemon's qmgr_defer_recipient (`message->flags |= defer_append(...)`): the
+    /// message stays deferred unless a probe's or `sendmail -bv`'s record was taken.
     pub(super) fn defer_recipient(&mut self, m: MessageRef, recipient: &Recipient, dsn: &Dsn) {
-        let Some(msg) = self.sched.message(m) else {
-            return;
-        };
-        let mut dsn = dsn.clone();
-        if dsn.status.first() != Some(&b'4') || !crate::sched::route::dsn_valid(&dsn.status) {
-            dsn.status = b"4.0.0".to_vec();
+        if self.defer_append(m, recipient, dsn) != 0 {
+            if let Some(msg) = self.sched.message_mut(m) {
+                msg.deferred = true;
+            }
         }
-        dsn.action = b"delayed".to_vec();
-        let request = AppendRequest {
-            flags: msg.envelope.trace_flags as u32,
-            queue_id: msg.queue_id.clone(),
-            recipient: recipient.clone(),
-            dsn: dsn.clone(),
-        }
-        .to_bytes();
-        let service = format!(
-            "private/{}",
-            String::from_utf8_lossy(&self.params.defer_service_name)
-        );
-        if sync_request(&service, &request).is_err() {
-            warn!(
-                "{}: {} service failure",
-                String::from_utf8_lossy(&msg.queue_id),
-                String::from_utf8_lossy(&self.params.defer_service_name)
-            );
-        }
-        self.log_recipient(m, recipient, &dsn, "deferred");
     }
 
-    /// A double bounce to the local double-bounce address: logged as sent, marked done.
+    /// A double bounce to the local double-bounce address, as the C daemon's
+    /// qmgr_message_resolve: recorded through sent(), then marked done in the file; when the
+    /// record fails the recipient stays and the message is deferred.
     pub(super) fn discard_recipient(&mut self, m: MessageRef, recipient: &Recipient) {
         let dsn = Dsn {
             status: b"2.0.0".to_vec(),
             reason: b"undeliverable postmaster notification discarded".to_vec(),
             ..Dsn::default()
         };
-        self.log_recipient(m, recipient, &dsn, "sent");
+        if self.sent(m, recipient, &dsn) != 0 {
+            if let Some(msg) = self.sched.message_mut(m) {
+                msg.deferred = true;
+            }
+            return;
+        }
         if let Some(id) = self.queue_id_of(m) {
             self.patch(&id, &Patch::mark_recipient_done(recipient.offset));
         }
     }
 
     /// `<id>: to=<rcpt>, [orig_to=<orig>, ]relay=none, delay=D, delays=a/b/0/0, dsn=X, status=S (reason)`.
-    fn log_recipient(&self, m: MessageRef, r: &Recipient, dsn: &Dsn, status: &str) {
+    pub(super) fn log_recipient(&self, m: MessageRef, r: &Recipient, dsn: &Dsn, status: &str) {
         let Some(msg) = self.sched.message(m) else {
             return;
         };
@@ -441,47 +427,5 @@ impl Daemon {
             String::from_utf8_lossy(&dsn.status),
             String::from_utf8_lossy(&dsn.reason)
         );
-    }
-}
-
-/// One blocking request/reply exchange with a delivery-status service (defer_append).
-fn sync_request(service: &str, request: &[u8]) -> Result<i32, String> {
-    use std::io::{Read, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(service)
-        .map_err(|e| crate::maillog::strerror(&e))?;
-    let timeout = Some(std::time::Duration::from_secs(60));
-    let _ = stream.set_read_timeout(timeout);
-    let _ = stream.set_write_timeout(timeout);
-    let mut decoder = crate::proto::attr::AttrDecoder::default();
-    let mut lists = Vec::new();
-    let mut buf = [0u8; 4096];
-    let mut sent = false;
-    loop {
-        // A signal (the watchdog's alarm) interrupts a read with a time limit: read again.
-        let n = match stream.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(crate::maillog::strerror(&e)),
-        };
-        if n == 0 {
-            return Err("unexpected end-of-input".into());
-        }
-        lists.extend(decoder.feed(&buf[..n]).map_err(|e| e.to_string())?);
-        while !lists.is_empty() {
-            let list = lists.remove(0);
-            if !sent {
-                Protocol::DeliveryStatus
-                    .check_announcement(&list)
-                    .map_err(|e| e.to_string())?;
-                stream
-                    .write_all(request)
-                    .map_err(|e| crate::maillog::strerror(&e))?;
-                sent = true;
-            } else {
-                return StatusReply::decode(&list)
-                    .map(|r| r.status)
-                    .map_err(|e| e.to_string());
-            }
-        }
     }
 }

@@ -12,6 +12,7 @@ pub mod conn;
 mod deliver;
 mod import;
 pub mod rewrite;
+mod status_clients;
 pub mod timers;
 
 use std::collections::HashMap;
@@ -144,6 +145,8 @@ pub struct Daemon {
     trigger_backlog: bool,
     /// Read from the transport table at first use, like the C daemon.
     recipient_cap: usize,
+    /// fast_flush_domains, for deferrals recorded without an agent.
+    flush_domains: status_clients::FlushDomains,
 }
 
 /// How the daemon was started.
@@ -183,6 +186,7 @@ impl Daemon {
             Err(e) => fatal(&format!("poll: {}", maillog::strerror(&e))),
         };
         let sched_cfg = SchedConfig::from_params(&params);
+        let flush_domains = status_clients::FlushDomains::init(&config, &params);
         let limits = transport_lookup(config, params.clone());
         let now = now_secs();
         match qdir.recover_active(i64::try_from(now).unwrap_or(i64::MAX)) {
@@ -229,6 +233,7 @@ impl Daemon {
             master_gone: false,
             trigger_backlog: false,
             recipient_cap,
+            flush_domains,
         };
         daemon.register_master();
         daemon.scan_request(INCOMING, trigger::SCAN_START);

@@ -1,7 +1,7 @@
 //! Postfix's internal IPC protocols, as pure codecs over bytes.
 //!
 //! [`attr`] is the framing; the other modules are the typed messages qmgr exchanges with
-//! trivial-rewrite, delivery agents, bounce/defer/trace and verify.
+//! trivial-rewrite, delivery agents, bounce/defer/trace, verify and flush.
 
 pub mod address;
 pub mod attr;
@@ -9,6 +9,7 @@ pub mod base64;
 pub mod bounce;
 pub mod deliver;
 pub mod dsn;
+pub mod flush;
 pub mod msg_stats;
 pub mod protocol;
 pub mod recipient;

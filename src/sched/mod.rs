@@ -168,7 +168,9 @@ pub enum Action {
     },
     /// Call [`Scheduler::timer`] with `timer` at `at` (seconds).
     ArmTimer { at: u64, timer: Timer },
-    /// Record a deferral without a delivery agent (defer_append: the retry service is dead).
+    /// Record a deferral without a delivery agent (defer_append: the retry service is dead);
+    /// the event loop marks the message deferred unless the record says otherwise (a probe's
+    /// verify update, a `sendmail -bv` trace).
     DeferRecipient {
         message: MessageRef,
         recipient: Recipient,
@@ -594,10 +596,8 @@ impl Scheduler {
         }
     }
 
+    /// The event loop records the deferral and marks the message deferred by the outcome.
     fn defer_recipient(&mut self, m: MessageRef, recipient: Recipient, dsn: Dsn) {
-        if let Some(msg) = self.messages.get_mut(m.0) {
-            msg.deferred = true;
-        }
         self.actions.push(Action::DeferRecipient {
             message: m,
             recipient,

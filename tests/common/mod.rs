@@ -3,8 +3,9 @@
 //! - [`queue_dir::FakeQueueDir`]: a queue directory and main.cf in a tempdir; drop and
 //!   inspect queue files.
 //! - [`postlog::FakePostlog`]: collects the daemon's log lines from `public/postlog`.
-//! - [`rewrite::FakeRewrite`], [`agent::FakeAgent`], [`bounce::FakeBounce`]: the peers on
-//!   `private/…`, speaking the real protocols through `oqmgr::proto`.
+//! - [`rewrite::FakeRewrite`], [`agent::FakeAgent`], [`bounce::FakeBounce`],
+//!   [`service::FakeService`] (verify, flush): the peers on `private/…` and `public/…`,
+//!   speaking the real protocols through `oqmgr::proto`.
 //! - [`master::FakeMaster`]: starts the daemon with master(8)'s descriptors and environment.
 //! - [`world::World`]: all of the above in one call; [`wait_until`] for polling conditions.
 //!
@@ -21,6 +22,7 @@ pub mod net;
 pub mod postlog;
 pub mod queue_dir;
 pub mod rewrite;
+pub mod service;
 pub mod world;
 
 use std::thread;

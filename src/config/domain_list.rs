@@ -1,0 +1,323 @@
+//! A domain match list such as `fast_flush_domains` (Postfix's domain_list / match_list with
+//! match_hostname): names and `.parent` patterns, `!` negation, `/file/name` contents expanded
+//! in-line, first match wins.
+//!
+//! Lookup tables (`type:name`) are not opened here: such a pattern behaves like a table that
+//! cannot be opened in Postfix (a surrogate whose lookups fail), so a lookup that reaches it
+//! reports an error instead of guessing.
+
+use std::fmt;
+
+/// One parsed pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pattern {
+    /// A host or domain name, casefolded; a leading `.` matches subdomains only.
+    Name { negated: bool, name: String },
+    /// A pattern whose lookups fail: a `type:name` table, or a `/file` that could not be read.
+    Unavailable {
+        negated: bool,
+        /// `type:name` as Postfix names the table (`non-existent:/path` for a file).
+        table: String,
+        /// Why, as the surrogate table's warning says it.
+        reason: String,
+    },
+}
+
+/// The outcome of [`DomainList::lookup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainMatch {
+    Match,
+    NoMatch,
+    /// A pattern could not be evaluated; the warnings Postfix logs, in order.
+    Error(Vec<String>),
+}
+
+/// A parsed domain list (as the C daemon's domain_list_init with MATCH_FLAG_RETURN).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomainList {
+    /// The parameter name, for warnings (`fast_flush_domains`).
+    param: String,
+    /// `parent_domain_matches_subdomains` lists the parameter: `example.com` also matches
+    /// `sub.example.com`.
+    parent_style: bool,
+    patterns: Vec<Pattern>,
+}
+
+/// A list that cannot be used at all (Postfix's fatal errors while parsing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainListError(pub String);
+
+impl fmt::Display for DomainListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Postfix's casefold(): UTF-8 lower case, or ASCII lower case for other bytes.
+fn casefold(text: &[u8]) -> String {
+    match std::str::from_utf8(text) {
+        Ok(s) => s.to_lowercase(),
+        Err(_) => String::from_utf8_lossy(&text.to_ascii_lowercase()).into_owned(),
+    }
+}
+
+/// Splits at commas and white space; `{...}` groups stay one token (mystrtokq).
+fn tokens(text: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut depth = 0usize;
+    for (i, &b) in text.iter().enumerate() {
+        let separator = depth == 0 && matches!(b, b',' | b' ' | b'\t' | b'\r' | b'\n');
+        match b {
+            b'{' => depth += 1,
+            b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if separator {
+            if let Some(s) = start.take() {
+                out.push(&text[s..i]);
+            }
+        } else if start.is_none() {
+            start = Some(i);
+        }
+    }
+    if let Some(s) = start {
+        out.push(&text[s..]);
+    }
+    out
+}
+
+/// match_parent_style(): whether `param` is listed in `parent_domain_matches_subdomains`.
+pub fn parent_style(parent_domain_matches_subdomains: &[u8], param: &str) -> bool {
+    tokens(parent_domain_matches_subdomains)
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(param.as_bytes()))
+}
+
+impl DomainList {
+    /// Parses `value` of parameter `param`, reading `/file/name` patterns now (the C daemon
+    /// does it in its pre-init, before the privilege drop). Warnings (e.g. a trailing comment)
+    /// are returned for the caller to log.
+    pub fn parse(
+        param: &str,
+        value: &[u8],
+        parent_style: bool,
+    ) -> Result<(DomainList, Vec<String>), DomainListError> {
+        let mut list = DomainList {
+            param: param.to_string(),
+            parent_style,
+            patterns: Vec::new(),
+        };
+        let mut warnings = Vec::new();
+        list.parse_into(value, false, &mut warnings, 0)?;
+        Ok((list, warnings))
+    }
+
+    fn parse_into(
+        &mut self,
+        value: &[u8],
+        negated_outer: bool,
+        warnings: &mut Vec<String>,
+        depth: usize,
+    ) -> Result<(), DomainListError> {
+        let all = tokens(value);
+        for (i, token) in all.iter().enumerate() {
+            if token.first() == Some(&b'#') {
+                let rest: Vec<String> = all[i + 1..]
+                    .iter()
+                    .map(|t| String::from_utf8_lossy(t).into_owned())
+                    .collect();
+                warnings.push(format!(
+                    "{}: comment at end of line is not supported: {} {}",
+                    self.param,
+                    String::from_utf8_lossy(token),
+                    rest.join(" ")
+                ));
+                break;
+            }
+            let bangs = token.iter().take_while(|&&b| b == b'!').count();
+            let negated = negated_outer ^ (bangs % 2 == 1);
+            let item = &token[bangs..];
+            if item.is_empty() {
+                return Err(DomainListError(format!(
+                    "{}: no pattern after '!'",
+                    self.param
+                )));
+            }
+            let text = String::from_utf8_lossy(item).into_owned();
+            if item.first() == Some(&b'/') {
+                match std::fs::read(&text) {
+                    // A file that includes itself would recurse forever in Postfix too; stop.
+                    Ok(contents) if depth < 16 => {
+                        for line in contents.split(|&b| b == b'\n') {
+                            if line.first() != Some(&b'#') {
+                                self.parse_into(line, negated, warnings, depth + 1)?;
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.patterns.push(Pattern::Unavailable {
+                        negated,
+                        table: format!("non-existent:{text}"),
+                        reason: format!("open file {text}: {}", crate::maillog::strerror(&e)),
+                    }),
+                }
+            } else if item.first() != Some(&b'[') && item.contains(&b':') {
+                self.patterns.push(Pattern::Unavailable {
+                    negated,
+                    table: text,
+                    reason: "lookup tables are not supported by this queue manager".to_string(),
+                });
+            } else {
+                self.patterns.push(Pattern::Name {
+                    negated,
+                    name: casefold(item),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the list has no patterns (nothing can match).
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Matches a host or domain name: the first pattern that matches decides (a negated one
+    /// means no match); a table that fails ends the search with an error.
+    pub fn lookup(&self, name: &[u8]) -> DomainMatch {
+        let name = casefold(name);
+        for pattern in &self.patterns {
+            match pattern {
+                Pattern::Name { negated, name: p } => {
+                    if self.name_matches(&name, p) {
+                        return if *negated {
+                            DomainMatch::NoMatch
+                        } else {
+                            DomainMatch::Match
+                        };
+                    }
+                }
+                Pattern::Unavailable { table, reason, .. } => {
+                    return DomainMatch::Error(vec![
+                        format!("{table} is unavailable. {reason}"),
+                        format!("{}: {table}: table lookup problem", self.param),
+                    ]);
+                }
+            }
+        }
+        DomainMatch::NoMatch
+    }
+
+    /// match_hostname without tables: equal, or a parent domain (parent style), or a
+    /// `.domain` pattern that ends the name.
+    fn name_matches(&self, name: &str, pattern: &str) -> bool {
+        if name == pattern {
+            return true;
+        }
+        if name.len() <= pattern.len() || !name.ends_with(pattern) {
+            return false;
+        }
+        let cut = name.len() - pattern.len();
+        if self.parent_style {
+            name.as_bytes().get(cut - 1) == Some(&b'.')
+        } else {
+            pattern.starts_with('.')
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(value: &str, parent: bool) -> DomainList {
+        DomainList::parse("fast_flush_domains", value.as_bytes(), parent)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn names_parents_and_negation() {
+        let l = list("!private.d1.lab, D1.lab .d2.lab", true);
+        assert_eq!(l.lookup(b"d1.lab"), DomainMatch::Match);
+        assert_eq!(l.lookup(b"MX.D1.LAB"), DomainMatch::Match);
+        assert_eq!(l.lookup(b"private.d1.lab"), DomainMatch::NoMatch);
+        assert_eq!(l.lookup(b"xd1.lab"), DomainMatch::NoMatch);
+        // As in match_hostname: with parent style a `.domain` pattern matches only names
+        // with an empty label before it.
+        assert_eq!(l.lookup(b"a.d2.lab"), DomainMatch::NoMatch);
+        assert_eq!(l.lookup(b"a..d2.lab"), DomainMatch::Match);
+        assert_eq!(l.lookup(b"d3.lab"), DomainMatch::NoMatch);
+    }
+
+    #[test]
+    fn without_parent_style_only_dot_patterns_match_subdomains() {
+        let l = list("d1.lab, .d2.lab", false);
+        assert_eq!(l.lookup(b"mx.d1.lab"), DomainMatch::NoMatch);
+        assert_eq!(l.lookup(b"mx.d2.lab"), DomainMatch::Match);
+    }
+
+    #[test]
+    fn parent_style_follows_the_parameter_list() {
+        assert!(parent_style(
+            b"debug_peer_list,fast_flush_domains",
+            "fast_flush_domains"
+        ));
+        assert!(!parent_style(
+            b"relay_domains mynetworks",
+            "fast_flush_domains"
+        ));
+    }
+
+    #[test]
+    fn empty_list_matches_nothing() {
+        let l = list("", true);
+        assert!(l.is_empty());
+        assert_eq!(l.lookup(b"d1.lab"), DomainMatch::NoMatch);
+    }
+
+    #[test]
+    fn files_are_read_in_line_and_unreadable_ones_fail_lookups() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("domains");
+        std::fs::write(&file, "# comment\nd1.lab\n!d2.lab d3.lab\n").unwrap();
+        // `!/file` negates every item of the file: `!d2.lab` in it matches again.
+        let l = list(&format!("!{}", file.display()), true);
+        assert_eq!(l.lookup(b"d1.lab"), DomainMatch::NoMatch);
+        assert_eq!(l.lookup(b"d2.lab"), DomainMatch::Match);
+        let l = list(&format!("{} d2.lab", file.display()), true);
+        assert_eq!(l.lookup(b"d2.lab"), DomainMatch::NoMatch);
+        assert_eq!(l.lookup(b"sub.d3.lab"), DomainMatch::Match);
+
+        let missing = dir.path().join("missing");
+        let l = list(&format!("d1.lab {}", missing.display()), true);
+        assert_eq!(l.lookup(b"d1.lab"), DomainMatch::Match);
+        assert_eq!(
+            l.lookup(b"d9.lab"),
+            DomainMatch::Error(vec![
+                format!(
+                    "non-existent:{0} is unavailable. open file {0}: No such file or directory",
+                    missing.display()
+                ),
+                format!(
+                    "fast_flush_domains: non-existent:{}: table lookup problem",
+                    missing.display()
+                ),
+            ])
+        );
+    }
+
+    #[test]
+    fn tables_fail_lookups_and_bare_bang_is_an_error() {
+        let l = list("hash:/etc/postfix/relay", true);
+        assert!(matches!(l.lookup(b"d1.lab"), DomainMatch::Error(_)));
+        assert!(DomainList::parse("fast_flush_domains", b"d1.lab, !", true).is_err());
+        let (_, warnings) =
+            DomainList::parse("fast_flush_domains", b"d1.lab # note", true).unwrap();
+        assert_eq!(
+            warnings,
+            vec!["fast_flush_domains: comment at end of line is not supported: # note"]
+        );
+    }
+}

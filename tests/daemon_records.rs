@@ -1,0 +1,360 @@
+//! Records the queue manager writes itself, without a delivery agent: a recipient deferred
+//! when even the retry transport is unavailable (the C daemon's qmgr_defer_recipient ->
+//! defer_append) and a double bounce discarded (qmgr_message_resolve -> sent). Depending on
+//! the message's trace flags they go to verify(8) (address probes), trace(8) (sendmail -bv /
+//! -v), defer(8), and flush(8) for fast_flush_domains; a failing service gets C's warning and
+//! outcome.
+
+mod common;
+
+use std::time::Duration;
+
+use common::bounce::BounceRequest;
+use common::service::FakeService;
+use common::world::World;
+use oqmgr::proto::attr::AttrList;
+use oqmgr::proto::flush::FlushAdd;
+use oqmgr::proto::verify::VerifyUpdate;
+use oqmgr::queue::record::QueueFileBuilder;
+
+const T: Duration = Duration::from_secs(10);
+
+const MTA_VRFY: u32 = 0x100;
+const USR_VRFY: u32 = 0x200;
+const RECORD: u32 = 0x400;
+
+/// Inserts `A trace_flags=<flags>` before the first recipient, where cleanup puts it.
+fn with_trace_flags(b: &mut QueueFileBuilder, flags: u32) {
+    let at = b
+        .envelope
+        .iter()
+        .position(|(t, _)| *t == b'R')
+        .unwrap_or(b.envelope.len());
+    b.envelope
+        .insert(at, (b'A', format!("trace_flags={flags}").into_bytes()));
+}
+
+/// A message to `recipients` with trace flags; neither smtp nor retry exists in `w`.
+fn drop_traced(w: &World, sender: &str, recipients: &[&str], flags: u32) -> String {
+    let rcpts: Vec<&[u8]> = recipients.iter().map(|r| r.as_bytes()).collect();
+    w.dir
+        .message(sender.as_bytes(), &rcpts)
+        .edit(|b| with_trace_flags(b, flags))
+        .write()
+        .0
+}
+
+fn verify_updates(service: &FakeService) -> Vec<VerifyUpdate> {
+    service
+        .requests()
+        .iter()
+        .map(|l| VerifyUpdate::decode(l).expect("verify update"))
+        .collect()
+}
+
+fn flush_adds(service: &FakeService) -> Vec<FlushAdd> {
+    service
+        .requests()
+        .iter()
+        .map(|l: &AttrList| FlushAdd::decode(l).expect("flush add"))
+        .collect()
+}
+
+fn appends(requests: &[BounceRequest]) -> Vec<oqmgr::proto::bounce::AppendRequest> {
+    requests
+        .iter()
+        .filter_map(|r| match r {
+            BounceRequest::Append(a) => Some(a.clone()),
+            BounceRequest::Flush(_) => None,
+        })
+        .collect()
+}
+
+fn expect_in(w: &World, id: &str, queue: Option<&str>) {
+    let found = common::wait_until(T, || w.dir.queue_of(id).as_deref() == queue);
+    assert!(
+        found,
+        "{id} not in {queue:?} (in {:?})\n{}",
+        w.dir.queue_of(id),
+        w.diagnostics()
+    );
+}
+
+#[test]
+fn a_probe_deferred_without_any_transport_updates_verify_instead_of_defer() {
+    let mut w = World::new();
+    let verify = FakeService::verify(&w.dir.private("verify"));
+    let id = drop_traced(&w, "double-bounce@src.lab", &["a@d1.lab"], MTA_VRFY);
+    w.start();
+    let line = w.expect_log(&format!("{id}: to=<a@d1.lab>, relay=none, delay="), T);
+    assert!(
+        line.ends_with("dsn=4.3.0, status=undeliverable (mail transport unavailable)"),
+        "{line}"
+    );
+    assert_eq!(
+        verify_updates(&verify),
+        vec![VerifyUpdate {
+            address: b"a@d1.lab".to_vec(),
+            recipient_status: 1,
+            reason: b"mail transport unavailable".to_vec(),
+        }]
+    );
+    // verify_append succeeded: the message is not deferred, no defer log is written.
+    w.expect_log(&format!("{id}: removed"), T);
+    assert!(appends(&w.defer.requests()).is_empty());
+}
+
+#[test]
+fn a_probe_for_an_original_and_a_rewritten_address_gets_two_updates() {
+    let mut w = World::new();
+    let verify = FakeService::verify(&w.dir.private("verify"));
+    let (id, _) = w
+        .dir
+        .message(b"double-bounce@src.lab", &[b"a@d1.lab"])
+        .edit(|b| {
+            with_trace_flags(b, MTA_VRFY);
+            let at = b.envelope.iter().position(|(t, _)| *t == b'R').unwrap();
+            b.envelope.insert(at, (b'O', b"alias@d1.lab".to_vec()));
+        })
+        .write();
+    w.start();
+    w.expect_log(&format!("{id}: removed"), T);
+    let addresses: Vec<Vec<u8>> = verify_updates(&verify)
+        .into_iter()
+        .map(|u| u.address)
+        .collect();
+    assert_eq!(
+        addresses,
+        vec![b"alias@d1.lab".to_vec(), b"a@d1.lab".to_vec()]
+    );
+}
+
+#[test]
+fn without_negative_caching_a_deferred_probe_is_logged_but_not_reported() {
+    let mut w = World::with_params(&[("address_verify_negative_cache", "no")]);
+    let verify = FakeService::verify(&w.dir.private("verify"));
+    let id = drop_traced(&w, "double-bounce@src.lab", &["a@d1.lab"], MTA_VRFY);
+    w.start();
+    let line = w.expect_log(&format!("{id}: to=<a@d1.lab>, relay=none"), T);
+    assert!(
+        line.ends_with("status=undeliverable-but-not-cached (mail transport unavailable)"),
+        "{line}"
+    );
+    w.expect_log(&format!("{id}: removed"), T);
+    assert!(verify.requests().is_empty());
+}
+
+#[test]
+fn a_failing_verify_service_defers_the_probe_with_cs_warning() {
+    let mut w = World::new();
+    let verify = FakeService::verify(&w.dir.private("verify"));
+    verify.set_status(-1);
+    let id = drop_traced(&w, "double-bounce@src.lab", &["a@d1.lab"], MTA_VRFY);
+    w.start();
+    w.expect_log(&format!("warning: {id}: verify service failure"), T);
+    expect_in(&w, &id, Some("deferred"));
+    assert!(w
+        .postlog
+        .dump()
+        .lines()
+        .all(|l| !l.contains("status=undeliverable")));
+}
+
+#[test]
+fn sendmail_bv_records_the_deferral_through_trace_only() {
+    let mut w = World::new();
+    let id = drop_traced(&w, "user@src.lab", &["a@d1.lab"], USR_VRFY);
+    w.start();
+    let line = w.expect_log(&format!("{id}: to=<a@d1.lab>, relay=none"), T);
+    assert!(
+        line.ends_with("dsn=4.3.0, status=undeliverable (mail transport unavailable)"),
+        "{line}"
+    );
+    w.expect_log(&format!("{id}: removed"), T);
+    let traced = appends(&w.trace.requests());
+    assert_eq!(traced.len(), 1, "{:?}", w.trace.requests());
+    assert_eq!(traced[0].flags, USR_VRFY);
+    assert_eq!(traced[0].recipient.address, b"a@d1.lab");
+    assert_eq!(traced[0].dsn.status, b"4.3.0");
+    assert_eq!(traced[0].dsn.action, b"undeliverable");
+    assert_eq!(traced[0].dsn.reason, b"mail transport unavailable");
+    // ... and the report goes out through the trace flush at the end.
+    assert_eq!(w.trace.requests().last().unwrap().command_code(), 5);
+    assert!(appends(&w.defer.requests()).is_empty());
+}
+
+#[test]
+fn a_failing_trace_service_defers_a_sendmail_bv_message() {
+    let mut w = World::new();
+    w.trace.set_status(-1);
+    let id = drop_traced(&w, "user@src.lab", &["a@d1.lab"], USR_VRFY);
+    w.start();
+    w.expect_log(&format!("warning: {id}: trace service failure"), T);
+    expect_in(&w, &id, Some("deferred"));
+}
+
+#[test]
+fn sendmail_v_records_the_deferral_in_defer_and_trace() {
+    let mut w = World::new();
+    let id = drop_traced(&w, "user@src.lab", &["a@d1.lab"], RECORD);
+    w.start();
+    let line = w.expect_log(&format!("{id}: to=<a@d1.lab>, relay=none"), T);
+    assert!(
+        line.ends_with("dsn=4.3.0, status=deferred (mail transport unavailable)"),
+        "{line}"
+    );
+    expect_in(&w, &id, Some("deferred"));
+    let deferred = appends(&w.defer.requests());
+    assert_eq!(deferred.len(), 1);
+    assert_eq!(deferred[0].flags, RECORD);
+    let traced = appends(&w.trace.requests());
+    assert_eq!(traced.len(), 1, "{:?}", w.trace.requests());
+    assert_eq!(traced[0].flags, RECORD);
+    assert_eq!(traced[0].dsn.action, b"delayed");
+    assert_eq!(traced[0].dsn.reason, b"mail transport unavailable");
+}
+
+#[test]
+fn fast_flush_domains_get_a_flush_add_for_deferred_recipients() {
+    let mut w = World::with_params(&[("fast_flush_domains", "d1.lab")]);
+    let flush = FakeService::flush(&w.dir.public("flush"));
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab", "b@mx.d1.lab", "c@d2.lab"]);
+    w.start();
+    expect_in(&w, &id, Some("deferred"));
+    let mut adds = flush_adds(&flush);
+    adds.sort_by(|a, b| a.site.cmp(&b.site));
+    assert_eq!(
+        adds,
+        vec![
+            FlushAdd {
+                site: b"d1.lab".to_vec(),
+                queue_id: id.clone().into_bytes(),
+            },
+            FlushAdd {
+                site: b"mx.d1.lab".to_vec(),
+                queue_id: id.clone().into_bytes(),
+            },
+        ]
+    );
+    assert_eq!(flush.connections(), 2);
+    assert_eq!(appends(&w.defer.requests()).len(), 3);
+}
+
+#[test]
+fn a_failing_flush_service_is_warned_about_and_the_mail_stays_deferred() {
+    // No public/flush at all.
+    let mut w = World::with_params(&[("fast_flush_domains", "d1.lab")]);
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    w.expect_log(
+        "warning: connect to public/flush: No such file or directory",
+        T,
+    );
+    w.expect_log(&format!("warning: {id}: flush service failure"), T);
+    expect_in(&w, &id, Some("deferred"));
+
+    // A flush service that answers with a failure status.
+    let mut w = World::with_params(&[("fast_flush_domains", "d1.lab")]);
+    let flush = FakeService::flush(&w.dir.public("flush"));
+    flush.set_status(-1);
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    w.expect_log(&format!("warning: {id}: flush service failure"), T);
+    expect_in(&w, &id, Some("deferred"));
+}
+
+#[test]
+fn a_failing_defer_service_is_warned_about_and_the_mail_stays_deferred() {
+    let mut w = World::new();
+    w.defer.set_status(-1);
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    w.expect_log(&format!("warning: {id}: defer service failure"), T);
+    w.expect_log(&format!("{id}: to=<a@d1.lab>, relay=none"), T);
+    expect_in(&w, &id, Some("deferred"));
+}
+
+#[test]
+fn a_discarded_double_bounce_probe_updates_verify_as_deliverable() {
+    let mut w = World::new();
+    let verify = FakeService::verify(&w.dir.private("verify"));
+    let id = drop_traced(&w, "", &["double-bounce"], MTA_VRFY);
+    w.start();
+    let line = w.expect_log(
+        &format!("{id}: to=<double-bounce@fakehost.localdomain>, relay=none"),
+        T,
+    );
+    assert!(
+        line.ends_with(
+            "dsn=2.0.0, status=deliverable (undeliverable postmaster notification discarded)"
+        ),
+        "{line}"
+    );
+    w.expect_log(&format!("{id}: removed"), T);
+    assert_eq!(
+        verify_updates(&verify),
+        vec![VerifyUpdate {
+            address: b"double-bounce@fakehost.localdomain".to_vec(),
+            recipient_status: 0,
+            reason: b"undeliverable postmaster notification discarded".to_vec(),
+        }]
+    );
+}
+
+#[test]
+fn a_discarded_double_bounce_with_a_delivery_record_is_traced() {
+    let mut w = World::new();
+    let id = drop_traced(&w, "", &["double-bounce"], RECORD);
+    w.start();
+    let line = w.expect_log(
+        &format!("{id}: to=<double-bounce@fakehost.localdomain>, relay=none"),
+        T,
+    );
+    assert!(line.ends_with("status=sent (undeliverable postmaster notification discarded)"));
+    w.expect_log(&format!("{id}: removed"), T);
+    let traced = appends(&w.trace.requests());
+    assert_eq!(traced.len(), 1, "{:?}", w.trace.requests());
+    assert_eq!(traced[0].flags, RECORD);
+    assert_eq!(traced[0].dsn.status, b"2.0.0");
+    assert_eq!(traced[0].dsn.action, b"delivered");
+}
+
+#[test]
+fn a_double_bounce_whose_record_fails_is_deferred_not_discarded() {
+    let mut w = World::new();
+    w.trace.set_status(-1);
+    let id = drop_traced(&w, "", &["double-bounce"], RECORD);
+    w.start();
+    w.expect_log(&format!("warning: {id}: trace service failure"), T);
+    let line = w.expect_log(
+        &format!("{id}: to=<double-bounce@fakehost.localdomain>, relay=none"),
+        T,
+    );
+    assert!(
+        line.ends_with(&format!(
+            "dsn=4.3.0, status=deferred ({id}: trace service failed)"
+        )),
+        "{line}"
+    );
+    expect_in(&w, &id, Some("deferred"));
+    let deferred = appends(&w.defer.requests());
+    assert_eq!(deferred.len(), 1);
+    assert_eq!(deferred[0].dsn.status, b"4.3.0");
+    // The recipient is not marked done: the next attempt will discard it again.
+    let records = w.dir.records("deferred", &id).unwrap();
+    assert!(records.iter().any(|r| r.rec_type.byte() == b'R'));
+}
+
+#[test]
+fn a_defer_service_slower_than_qmgr_ipc_timeout_is_given_up_on() {
+    let mut w = World::with_params(&[("qmgr_ipc_timeout", "1s")]);
+    w.defer.set_delay(Duration::from_secs(30));
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    w.expect_log(
+        "warning: write/read private/defer socket: Connection timed out",
+        T,
+    );
+    w.expect_log(&format!("warning: {id}: defer service failure"), T);
+    expect_in(&w, &id, Some("deferred"));
+}
