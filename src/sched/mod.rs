@@ -282,6 +282,11 @@ pub struct Scheduler {
     transport_by_name: HashMap<Vec<u8>, TransportRef>,
     recipient_count: usize,
     verify_pending: usize,
+    /// The hop status of the last agent reply, as the C daemon's qmgr_deliver_update keeps it:
+    /// one function-static DSN_BUF shared by every delivery of the process. A crash reads it
+    /// again (normally empty: no throttle), a reply malformed part-way overwrites only the
+    /// fields read before the failure, and the throttle path sanitises it in place.
+    last_hop_status: Dsn,
     actions: Vec<Action>,
 }
 
@@ -314,6 +319,7 @@ impl Scheduler {
             transport_by_name: HashMap::new(),
             recipient_count: 0,
             verify_pending: 0,
+            last_hop_status: Dsn::default(),
             actions: Vec::new(),
         }
     }
@@ -849,8 +855,57 @@ impl Scheduler {
         self.defer_transport(now, t, &dsn);
     }
 
-    /// The agent's final reply (`None`: it crashed, hung up or sent garbage).
+    /// The agent's final reply (`None`: it crashed, hung up or sent garbage before any
+    /// hop-status field).
     pub fn agent_reply(&mut self, now: u64, e: EntryRef, reply: Option<&DeliveryReply>) {
+        match reply {
+            Some(r) => {
+                let d = &r.hop_status;
+                let fields = [
+                    &d.status,
+                    &d.diag_type,
+                    &d.diag_text,
+                    &d.mta_type,
+                    &d.mta_mname,
+                    &d.action,
+                    &d.reason,
+                ]
+                .map(|f| f.clone());
+                self.agent_reply_scan(now, e, &fields, Some(r.status));
+            }
+            None => self.agent_reply_scan(now, e, &[], None),
+        }
+    }
+
+    /// The agent's final reply as the C daemon's attr_scan saw it (qmgr_deliver_update):
+    /// `hop_fields` are the leading hop-status fields it read, in dsb_scan's order (status,
+    /// diag_type, diag_text, mta_type, mta_mname, action, reason); `status` is the delivery
+    /// status, `None` when the reply was missing or malformed (DELIVER_STAT_CRASH).
+    ///
+    /// Whatever went wrong, the throttle test reads the shared hop-status buffer, so a crash
+    /// throttles the destination only with a status left there by an earlier reply; and a
+    /// crash never revives the transport or the destination (nor releases the transport's
+    /// rate lock: a C bug kept for parity).
+    pub fn agent_reply_scan(
+        &mut self,
+        now: u64,
+        e: EntryRef,
+        hop_fields: &[Vec<u8>],
+        status: Option<i32>,
+    ) {
+        let buffer = &mut self.last_hop_status;
+        let slots = [
+            &mut buffer.status,
+            &mut buffer.diag_type,
+            &mut buffer.diag_text,
+            &mut buffer.mta_type,
+            &mut buffer.mta_mname,
+            &mut buffer.action,
+            &mut buffer.reason,
+        ];
+        for (slot, field) in slots.into_iter().zip(hop_fields) {
+            slot.clone_from(field);
+        }
         let Some(entry) = self.entries.get(e.0) else {
             return;
         };
@@ -858,26 +913,23 @@ impl Scheduler {
         let Some(t) = self.queues.get(q.0).map(|x| x.transport) else {
             return;
         };
-        let crashed = reply.is_none();
-        let mut dsn = match reply {
-            Some(r) => r.hop_status.clone(),
-            None => simple_dsn("4.3.0", b"unknown mail transport error"),
-        };
-        let deferred = reply.is_none_or(|r| r.status != 0);
-        if deferred {
+        let crashed = status.is_none();
+        if status != Some(0) {
             if let Some(msg) = self.messages.get_mut(m.0) {
                 msg.deferred = true;
             }
-            if !dsn.status.is_empty() {
-                if !route::dsn_valid(&dsn.status) {
-                    dsn.status = b"4.0.0".to_vec();
+            if !self.last_hop_status.status.is_empty() {
+                let buffer = &mut self.last_hop_status;
+                if !route::dsn_valid(&buffer.status) {
+                    buffer.status = b"4.0.0".to_vec();
                 }
-                if dsn.reason.is_empty() {
-                    dsn.reason = b"unknown error".to_vec();
+                if buffer.reason.is_empty() {
+                    buffer.reason = b"unknown error".to_vec();
                 }
                 let mut reason = b"delivery temporarily suspended: ".to_vec();
-                reason.extend_from_slice(&dsn.reason);
-                dsn.reason = reason;
+                reason.extend_from_slice(&buffer.reason);
+                buffer.reason = reason;
+                let dsn = buffer.clone();
                 if self.queues.get(q.0).is_some_and(DestQueue::ready) {
                     self.queue_throttle(now, q, &dsn);
                     if self.queues.get(q.0).is_some_and(DestQueue::dead) {
@@ -888,7 +940,7 @@ impl Scheduler {
         }
         if !crashed {
             self.transport_revive(t);
-            if dsn.reason.is_empty() {
+            if self.last_hop_status.reason.is_empty() {
                 self.queue_positive(q);
             }
         }

@@ -335,21 +335,138 @@ fn unavailable_transport_defers_to_retry_and_is_skipped_until_retry_time() {
     assert_eq!(connects(&s.take_actions()), vec!["retry"]);
 }
 
+/// Delivers every message of the queue whose agents connect now; returns the entries.
+fn start_all(s: &mut Scheduler, now: u64) -> Vec<EntryRef> {
+    let mut busy = Vec::new();
+    loop {
+        s.drain();
+        let connects: Vec<TransportRef> = s
+            .take_actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Connect { transport, .. } => Some(transport),
+                _ => None,
+            })
+            .collect();
+        if connects.is_empty() {
+            return busy;
+        }
+        for t in connects {
+            if let Some((e, _)) = s.agent_ready(now, t) {
+                busy.push(e);
+            }
+        }
+    }
+}
+
 #[test]
-fn crashing_agent_defers_and_throttles_the_destination() {
+fn a_crashing_agent_only_defers_the_mail_as_the_c_daemon_does() {
+    // qmgr_deliver_update: a crash fills only the DSN struct, the throttle test reads the
+    // (empty) status buffer: no negative feedback, no dead destination.
+    let mut s = Scheduler::new(SchedConfig::default(), limits_with(5, 20, 50));
+    let messages: Vec<MessageRef> = (0..12)
+        .map(|i| {
+            add(
+                &mut s,
+                &format!("F{i}"),
+                vec![smtp_route(&format!("u{i}@d1.lab"))],
+            )
+        })
+        .collect();
+    let (mut attempts, mut done) = (0, 0);
+    for round in 0..20 {
+        let busy = start_all(&mut s, round);
+        if busy.is_empty() {
+            break;
+        }
+        attempts += busy.len();
+        let st = s.queue_status(b"smtp", b"d1.lab").unwrap();
+        assert_eq!(st.window, 5, "the window is unchanged by crashes");
+        assert_eq!(st.dead_reason, None);
+        for e in busy {
+            s.agent_reply(round, e, None);
+        }
+        done += done_messages(&s.take_actions()).len();
+    }
+    assert_eq!(attempts, 12, "every message is tried");
+    assert_eq!(done, 12);
+    for m in messages {
+        assert!(s.message(m).unwrap().deferred);
+    }
+    assert!(!s.transport_dead(b"smtp"));
+    assert_eq!(s.queue_count(), 0, "nothing cached as dead");
+}
+
+#[test]
+fn a_crash_after_a_reply_with_a_hop_status_throttles_with_that_stale_status() {
+    // The C daemon's reply buffer is one static for all deliveries: a crash re-reads the last
+    // reply's status, and the reason it sanitised in place gets the prefix a second time.
     let mut s = Scheduler::new(SchedConfig::default(), limits_with(1, 20, 50));
-    let m = add(&mut s, "F1", vec![smtp_route("a@d1.lab")]);
-    s.drain();
-    let t = transport_of(&s.take_actions(), "smtp").unwrap();
-    let (e, _) = s.agent_ready(0, t).unwrap();
-    s.agent_reply(0, e, None);
-    assert_eq!(done_messages(&s.take_actions()), vec![m]);
-    assert!(s.message(m).unwrap().deferred);
-    let st = s.queue_status(b"smtp", b"d1.lab").unwrap();
+    add(&mut s, "G1", vec![smtp_route("a@d1.lab")]);
+    let m2 = add(&mut s, "G2", vec![smtp_route("b@d2.lab")]);
+    let busy = start_all(&mut s, 0);
+    assert_eq!(busy.len(), 2);
+    let (first, second) = (busy[0], busy[1]);
+    let first_hop = s.entries.get(first.0).unwrap().queue;
+    let (dead_first, crashed) = if s.queues.get(first_hop.0).unwrap().name == b"d1.lab" {
+        (b"d1.lab", b"d2.lab")
+    } else {
+        (b"d2.lab", b"d1.lab")
+    };
+    s.agent_reply(0, first, Some(&defer_reply("4.4.1", "refused")));
+    assert_eq!(
+        s.queue_status(b"smtp", dead_first)
+            .unwrap()
+            .dead_reason
+            .unwrap(),
+        b"delivery temporarily suspended: refused"
+    );
+    s.agent_reply(0, second, None);
+    let st = s.queue_status(b"smtp", crashed).unwrap();
+    assert_eq!(st.window, 0);
     assert_eq!(
         st.dead_reason.unwrap(),
-        b"delivery temporarily suspended: unknown mail transport error"
+        b"delivery temporarily suspended: delivery temporarily suspended: refused"
     );
+    assert!(s.message(m2).unwrap().deferred);
+}
+
+#[test]
+fn a_reply_malformed_part_way_leaves_the_fields_it_carried_in_the_buffer() {
+    // attr_scan overwrote `status` before it met the bad attribute; the reason is the last
+    // full reply's (empty), so the sanitised reason is "unknown error".
+    let mut s = Scheduler::new(SchedConfig::default(), limits_with(1, 20, 50));
+    add(&mut s, "P1", vec![smtp_route("a@d1.lab")]);
+    let busy = start_all(&mut s, 0);
+    s.agent_reply_scan(0, busy[0], &[b"4.7.1".to_vec()], None);
+    assert_eq!(
+        s.queue_status(b"smtp", b"d1.lab")
+            .unwrap()
+            .dead_reason
+            .unwrap(),
+        b"delivery temporarily suspended: unknown error"
+    );
+    // An invalid status is sanitised to 4.0.0, and stays so for the next crash.
+    add(&mut s, "P2", vec![smtp_route("a@d2.lab")]);
+    let busy = start_all(&mut s, 0);
+    s.agent_reply_scan(0, busy[0], &[b"bogus".to_vec()], None);
+    add(&mut s, "P3", vec![smtp_route("a@d3.lab")]);
+    let busy = start_all(&mut s, 0);
+    s.agent_reply(0, busy[0], None);
+    let triple = "delivery temporarily suspended: delivery temporarily suspended: \
+                  delivery temporarily suspended: unknown error";
+    assert_eq!(
+        s.queue_status(b"smtp", b"d3.lab")
+            .unwrap()
+            .dead_reason
+            .unwrap(),
+        triple.as_bytes()
+    );
+    // New mail for d3.lab is parked behind retry under the sanitised status.
+    add(&mut s, "P4", vec![smtp_route("b@d3.lab")]);
+    assert!(s
+        .queue_status(b"retry", format!("4.0.0 {triple}").as_bytes())
+        .is_some());
 }
 
 #[test]
