@@ -693,6 +693,8 @@ impl Scheduler {
         }
     }
 
+    /// The next transport with room for a connection, as the C daemon's
+    /// qmgr_transport_select.
     fn transport_select(&mut self) -> Option<TransportRef> {
         let position = self.transport_order.iter().position(|t| {
             let Some(x) = self.transports.get(t.0) else {
@@ -717,9 +719,10 @@ impl Scheduler {
             }
             false
         })?;
-        // Rotate so that the next search starts after the chosen transport.
-        let t = self.transport_order.remove(position)?;
-        self.transport_order.push_back(t);
+        // Rotate as the C daemon's QMGR_LIST_ROTATE: the next search resumes after the
+        // chosen transport ([after..., before..., chosen]).
+        let t = *self.transport_order.get(position)?;
+        self.transport_order.rotate_left(position + 1);
         Some(t)
     }
 
@@ -743,8 +746,9 @@ impl Scheduler {
             x.rate_lock = false;
             return None;
         };
-        let q = x.queues.remove(position)?;
-        x.queues.push_back(q);
+        // Round robin as qmgr_queue_select: the next search resumes after this queue.
+        let q = *x.queues.get(position)?;
+        x.queues.rotate_left(position + 1);
         let queue = self.queues.get_mut(q.0)?;
         let e = queue.todo.pop_front()?;
         queue.busy += 1;
@@ -1067,14 +1071,17 @@ impl Scheduler {
     }
 
     /// The waiting entries of a dead destination move to the `retry` queue named after the
-    /// DSN, or, when retry is dead too, each recipient is deferred without an agent.
+    /// DSN, or, when retry is dead too, each recipient is deferred without an agent (the C
+    /// daemon's qmgr_defer_todo).
     fn defer_todo(&mut self, now: u64, q: DestRef, dsn: &Dsn) {
         let retry = self.retry_queue(dsn);
         let todo: Vec<EntryRef> = match self.queues.get_mut(q.0) {
             Some(queue) if Some(q) != retry => queue.todo.drain(..).collect(),
             _ => return,
         };
-        for e in todo {
+        // The C daemon walks the todo list from its newest end (qmgr_defer_todo), and each
+        // moved entry becomes the newest of the retry queue: the waiting mail reverses.
+        for e in todo.into_iter().rev() {
             match retry {
                 Some(r) => {
                     if let Some(entry) = self.entries.get_mut(e.0) {

@@ -835,3 +835,139 @@ proptest::proptest! {
         }
     }
 }
+
+/// The next hop of the entry an agent of `t` gets now.
+fn next_hop(s: &mut Scheduler, now: u64, t: TransportRef) -> (EntryRef, String) {
+    let (e, r) = s.agent_ready(now, t).expect("an entry to send");
+    (e, String::from_utf8_lossy(&r.nexthop).into_owned())
+}
+
+#[test]
+fn destinations_are_served_in_the_c_daemons_rotated_order() {
+    // qmgr_queue_select rotates the list so that the search resumes after the chosen queue:
+    // [after..., before..., chosen]. Window 1 and limit 1, two mails per destination.
+    let mut s = Scheduler::new(SchedConfig::default(), limits_with(1, 1, 50));
+    for round in 0..2 {
+        for d in ["d1", "d2", "d3"] {
+            add(
+                &mut s,
+                &format!("{d}-{round}"),
+                vec![smtp_route(&format!("u{round}@{d}.lab"))],
+            );
+        }
+    }
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (e1, h1) = next_hop(&mut s, 0, t);
+    let (e2, h2) = next_hop(&mut s, 0, t);
+    let (e3, h3) = next_hop(&mut s, 0, t);
+    assert_eq!([h1, h2, h3], ["d1.lab", "d2.lab", "d3.lab"]);
+    // d2 is free again: chosen while d1 (first in the list) is busy.
+    s.agent_reply(1, e2, Some(&ok_reply()));
+    let (_, h) = next_hop(&mut s, 1, t);
+    assert_eq!(h, "d2.lab");
+    // Then d1 and d3 are free: the search resumes after d2, at d3 (moving d2 to the end
+    // alone would give d1).
+    s.agent_reply(2, e1, Some(&ok_reply()));
+    s.agent_reply(2, e3, Some(&ok_reply()));
+    let (_, h) = next_hop(&mut s, 2, t);
+    assert_eq!(h, "d3.lab");
+}
+
+#[test]
+fn transports_are_served_in_the_c_daemons_rotated_order() {
+    // qmgr_transport_select rotates as qmgr_queue_select does. New transports go first:
+    // the list starts as [t3, t2, t1].
+    let mut s = sched();
+    let mail = |s: &mut Scheduler, id: &str, transport: &str| {
+        add(
+            s,
+            id,
+            vec![route_to(transport, "d.lab", &format!("{id}@d.lab"))],
+        );
+    };
+    mail(&mut s, "a1", "t1");
+    mail(&mut s, "a2", "t2");
+    for id in ["a3", "b3", "c3"] {
+        mail(&mut s, id, "t3");
+    }
+    s.drain();
+    let actions = s.take_actions();
+    assert_eq!(connects(&actions), ["t3", "t2", "t1", "t3"]);
+    let (t1, t2, t3) = (
+        transport_of(&actions, "t1").unwrap(),
+        transport_of(&actions, "t2").unwrap(),
+        transport_of(&actions, "t3").unwrap(),
+    );
+    // Now [t2, t1, t3]. t1's agent takes its mail, new mail for t1 and t2 arrives.
+    s.agent_ready(0, t1).unwrap();
+    mail(&mut s, "b1", "t1");
+    // t2 (one pending, one mail) needs no more; t1 is chosen: [t3, t2, t1] (C), not
+    // [t2, t3, t1].
+    s.drain();
+    assert_eq!(connects(&s.take_actions()), ["t1"]);
+    s.agent_ready(0, t3).unwrap();
+    s.agent_ready(0, t3).unwrap();
+    s.agent_ready(0, t2).unwrap();
+    mail(&mut s, "b2", "t2");
+    s.drain();
+    assert_eq!(connects(&s.take_actions()), ["t3", "t2"]);
+}
+
+#[test]
+fn a_dead_destination_moves_its_waiting_mail_to_retry_in_the_c_daemons_order() {
+    // qmgr_defer_todo walks the todo list from its newest end and qmgr_entry_create puts each
+    // moved entry at the newest end of the retry queue: the waiting mail reverses.
+    let mut s = Scheduler::new(SchedConfig::default(), limits_with(1, 20, 50));
+    for i in 0..4 {
+        add(
+            &mut s,
+            &format!("M{i}"),
+            vec![smtp_route(&format!("u{i}@d1.lab"))],
+        );
+    }
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (e, r) = s.agent_ready(0, t).unwrap();
+    assert_eq!(r.queue_id, b"M0");
+    s.agent_reply(0, e, Some(&defer_reply("4.4.1", "refused")));
+    s.drain();
+    let retry = transport_of(&s.take_actions(), "retry").unwrap();
+    let order: Vec<String> = (0..3)
+        .map(|_| {
+            let (e, r) = s.agent_ready(0, retry).unwrap();
+            s.agent_reply(0, e, Some(&defer_reply("", "")));
+            String::from_utf8_lossy(&r.queue_id).into_owned()
+        })
+        .collect();
+    assert_eq!(order, ["M3", "M2", "M1"]);
+
+    // Without retry, the recipients are deferred on the spot in that same order.
+    let mut s = Scheduler::new(SchedConfig::default(), limits_with(1, 20, 50));
+    for i in 0..4 {
+        add(
+            &mut s,
+            &format!("M{i}"),
+            vec![smtp_route(&format!("u{i}@d1.lab"))],
+        );
+    }
+    add(&mut s, "R", vec![route_to("retry", "x", "r@x")]);
+    s.drain();
+    let actions = s.take_actions();
+    let t = transport_of(&actions, "smtp").unwrap();
+    s.agent_unavailable(0, transport_of(&actions, "retry").unwrap());
+    let (e, _) = s.agent_ready(0, t).unwrap();
+    s.take_actions();
+    s.agent_reply(0, e, Some(&defer_reply("4.4.1", "refused")));
+    let deferred: Vec<String> = s
+        .take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::DeferRecipient { recipient, .. } => {
+                Some(String::from_utf8_lossy(&recipient.address).into_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deferred, ["u3@d1.lab", "u2@d1.lab", "u1@d1.lab"]);
+}
