@@ -499,7 +499,8 @@ impl Scheduler {
                 );
             }
             let mut t = self.transport_find_or_create(&route.transport);
-            if qflags & message_flags::FLUSH_EACH != 0 {
+            // Flushed mail revives a dead transport; a live one keeps its rate lock.
+            if qflags & message_flags::FLUSH_EACH != 0 && self.transport_dead_ref(t) {
                 self.transport_revive(t);
             }
             if let Some(dsn) = self.transports.get(t.0).and_then(|x| x.dsn.clone()) {
@@ -741,9 +742,8 @@ impl Scheduler {
                 queue.state.window > queue.busy as i32 && !queue.todo.is_empty()
             })
         }) else {
-            // The work went elsewhere meanwhile (e.g. to retry). Release the rate lock, which
-            // only a finished delivery would otherwise clear, so the transport is not stuck.
-            x.rate_lock = false;
+            // As in the C daemon's qmgr_deliver, the agent is closed without releasing the
+            // rate lock: only a completed delivery or a revived transport does that.
             return None;
         };
         // Round robin as qmgr_queue_select: the next search resumes after this queue.
@@ -1047,6 +1047,12 @@ impl Scheduler {
         });
     }
 
+    fn transport_dead_ref(&self, t: TransportRef) -> bool {
+        self.transports.get(t.0).is_some_and(|x| x.dead)
+    }
+
+    /// Revives a dead transport and releases its rate lock (the C daemon's
+    /// qmgr_transport_unthrottle).
     fn transport_revive(&mut self, t: TransportRef) {
         if let Some(x) = self.transports.get_mut(t.0) {
             if x.dead {

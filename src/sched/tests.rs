@@ -971,3 +971,67 @@ fn a_dead_destination_moves_its_waiting_mail_to_retry_in_the_c_daemons_order() {
         .collect();
     assert_eq!(deferred, ["u3@d1.lab", "u2@d1.lab", "u1@d1.lab"]);
 }
+
+fn rate_delayed(delay: i32) -> LimitsLookup {
+    Box::new(move |name: &[u8]| TransportParams {
+        name: String::from_utf8_lossy(name).into_owned(),
+        transport_rate_delay: if name == b"slow" { delay } else { 0 },
+        ..TransportParams::default()
+    })
+}
+
+fn add_flagged(s: &mut Scheduler, id: &str, qflags: u32, routes: Vec<(Recipient, Route)>) {
+    let m = s.add_message(
+        id.as_bytes().to_vec(),
+        envelope("sender@src.lab"),
+        Timeval::default(),
+        qflags,
+    );
+    s.assign(0, m, routes);
+}
+
+#[test]
+fn a_flushed_message_leaves_a_live_transports_rate_lock_alone() {
+    // qmgr_message.c unthrottles a FLUSH_EACH message's transport only when it is dead: the
+    // rate lock of a live transport holds until the delivery in progress completes.
+    let mut s = Scheduler::new(SchedConfig::default(), rate_delayed(10));
+    add(&mut s, "S1", vec![route_to("slow", "d1.lab", "a@d1.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "slow").unwrap();
+    let (e, _) = s.agent_ready(0, t).unwrap();
+    add_flagged(
+        &mut s,
+        "S2",
+        message_flags::FLUSH_EACH,
+        vec![route_to("slow", "d2.lab", "b@d2.lab")],
+    );
+    s.drain();
+    assert!(
+        connects(&s.take_actions()).is_empty(),
+        "one delivery at a time on a rate-delayed transport"
+    );
+    s.agent_reply(1, e, Some(&ok_reply()));
+    s.drain();
+    assert_eq!(connects(&s.take_actions()), ["slow"]);
+}
+
+#[test]
+fn an_agent_without_work_keeps_the_rate_lock_until_a_delivery_completes() {
+    // qmgr_deliver closes an agent that finds no entry without qmgr_transport_unthrottle:
+    // only a completed delivery (or a revived dead transport) releases the rate lock.
+    let mut s = Scheduler::new(SchedConfig::default(), rate_delayed(10));
+    add(&mut s, "S1", vec![route_to("slow", "d1.lab", "a@d1.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "slow").unwrap();
+    let (e, _) = s.agent_ready(0, t).unwrap();
+    assert!(
+        s.agent_ready(0, t).is_none(),
+        "a second agent finds nothing"
+    );
+    add(&mut s, "S2", vec![route_to("slow", "d2.lab", "b@d2.lab")]);
+    s.drain();
+    assert!(connects(&s.take_actions()).is_empty());
+    s.agent_reply(1, e, Some(&ok_reply()));
+    s.drain();
+    assert_eq!(connects(&s.take_actions()), ["slow"]);
+}
