@@ -90,7 +90,8 @@ pub fn parse_feedback(value: &[u8]) -> Option<Feedback> {
         return None;
     }
     let denominator = rest;
-    let feedback = if denominator == b"concurrency" {
+    // qmgr_feedback_init looks the keyword up with name_code, which ignores case.
+    let feedback = if denominator.eq_ignore_ascii_case(b"concurrency") {
         Feedback::PerConcurrency(numerator)
     } else {
         if !(0.0..=INT_MAX).contains(&numerator) {
@@ -346,6 +347,14 @@ mod tests {
             parse_feedback(b"1/concurrency"),
             Some(Feedback::PerConcurrency(1.0))
         );
+        // The keyword is looked up with name_code, which ignores case.
+        for keyword in ["1/CONCURRENCY", "1 / Concurrency"] {
+            assert_eq!(
+                parse_feedback(keyword.as_bytes()),
+                Some(Feedback::PerConcurrency(1.0)),
+                "{keyword}"
+            );
+        }
         assert_eq!(parse_feedback(b"0.5abc"), Some(Feedback::Constant(0.5)));
         assert_eq!(parse_feedback(b"0x.8"), Some(Feedback::Constant(0.5)));
         assert_eq!(parse_feedback(b"5."), None);
