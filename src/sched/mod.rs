@@ -86,6 +86,8 @@ pub struct SchedConfig {
     pub verify_pending_limit: usize,
     /// owner_request_special: owner-* and *-request keep their `-`.
     pub owner_request_special: bool,
+    /// destination_concurrency_feedback_debug: log every window change.
+    pub feedback_debug: bool,
 }
 
 impl SchedConfig {
@@ -111,6 +113,7 @@ impl SchedConfig {
             recipient_delimiter: p.recipient_delimiter.clone(),
             verify_pending_limit: count(p.address_verify_pending_request_limit),
             owner_request_special: p.owner_request_special,
+            feedback_debug: p.destination_concurrency_feedback_debug,
         }
     }
 }
@@ -131,6 +134,7 @@ impl Default for SchedConfig {
             recipient_delimiter: Vec::new(),
             verify_pending_limit: 5000,
             owner_request_special: true,
+            feedback_debug: false,
         }
     }
 }
@@ -172,6 +176,8 @@ pub enum Action {
     },
     /// A `warning:` line.
     Warn(String),
+    /// An informational line (destination_concurrency_feedback_debug).
+    Info(String),
     /// The message has no entries left: run its completion (bounce/trace/defer flushes, then
     /// unlink or defer), then [`Scheduler::remove_message`] or [`Scheduler::assign`] more.
     MessageDone(MessageRef),
@@ -951,6 +957,8 @@ impl Scheduler {
         self.entry_done(now, e);
     }
 
+    /// A delivery without hop trouble: revive a dead destination or grow its window (the
+    /// C daemon's qmgr_queue_unthrottle).
     fn queue_positive(&mut self, q: DestRef) {
         let Some(queue) = self.queues.get(q.0) else {
             return;
@@ -966,19 +974,73 @@ impl Scheduler {
             self.queue_revive(q);
             return;
         }
+        let mut feedback = None;
         if let Some(queue) = self.queues.get_mut(q.0) {
-            if queue.ready() {
-                let busy = queue.busy as i32;
-                queue.state.positive(
-                    limits.positive_feedback,
-                    limits.dest_concurrency_limit,
-                    limits.init_dest_concurrency,
-                    busy,
-                );
+            if !queue.ready() {
+                return;
             }
+            let busy = queue.busy as i32;
+            feedback = queue.state.positive(
+                limits.positive_feedback,
+                limits.dest_concurrency_limit,
+                limits.init_dest_concurrency,
+                busy,
+            );
+        }
+        const MYNAME: &str = "qmgr_queue_unthrottle";
+        if let Some(feedback) = feedback {
+            self.log_feedback(q, MYNAME, feedback);
+        }
+        self.log_window(q, MYNAME);
+    }
+
+    /// QMGR_LOG_FEEDBACK: with destination_concurrency_feedback_debug, the feedback a window
+    /// change used (not for the error and retry transports).
+    fn log_feedback(&mut self, q: DestRef, myname: &str, feedback: f64) {
+        if self.feedback_debug_for(q) {
+            self.actions.push(Action::Info(format!(
+                "{myname}: feedback {}",
+                crate::config::transport::format_g(feedback)
+            )));
         }
     }
 
+    /// QMGR_LOG_WINDOW: with destination_concurrency_feedback_debug, a destination's window
+    /// after a change (not for the error and retry transports).
+    fn log_window(&mut self, q: DestRef, myname: &str) {
+        if !self.feedback_debug_for(q) {
+            return;
+        }
+        let Some(queue) = self.queues.get(q.0) else {
+            return;
+        };
+        let limit = self
+            .transports
+            .get(queue.transport.0)
+            .map_or(0, |t| t.limits.dest_concurrency_limit);
+        let g = crate::config::transport::format_g;
+        let line = format!(
+            "{myname}: queue {}: limit {limit} window {} success {} failure {} fail_cohorts {}",
+            String::from_utf8_lossy(&queue.name),
+            queue.state.window,
+            g(queue.state.success),
+            g(queue.state.failure),
+            g(queue.state.fail_cohorts)
+        );
+        self.actions.push(Action::Info(line));
+    }
+
+    fn feedback_debug_for(&self, q: DestRef) -> bool {
+        self.cfg.feedback_debug
+            && self
+                .queues
+                .get(q.0)
+                .and_then(|queue| self.transports.get(queue.transport.0))
+                .is_some_and(|t| t.name != SERVICE_RETRY && t.name != SERVICE_ERROR)
+    }
+
+    /// A delivery that reported a hop problem: shrink the window or declare the destination
+    /// dead (the C daemon's qmgr_queue_throttle).
     fn queue_throttle(&mut self, now: u64, q: DestRef, dsn: &Dsn) {
         let Some(queue) = self.queues.get(q.0) else {
             return;
@@ -994,10 +1056,12 @@ impl Scheduler {
         let Some(queue) = self.queues.get_mut(q.0) else {
             return;
         };
-        if queue
+        let was_ready = queue.ready();
+        let feedback = limits.negative_feedback.value(queue.state.window.max(1));
+        let dead = queue
             .state
-            .negative(limits.negative_feedback, limits.failed_cohort_limit)
-        {
+            .negative(limits.negative_feedback, limits.failed_cohort_limit);
+        if dead {
             queue.dsn = Some(dsn.clone());
             queue.dflags = 0;
             queue.timer_seq = queue.timer_seq.wrapping_add(1);
@@ -1007,6 +1071,11 @@ impl Scheduler {
                 timer,
             });
         }
+        const MYNAME: &str = "qmgr_queue_throttle";
+        if was_ready && !dead {
+            self.log_feedback(q, MYNAME, feedback);
+        }
+        self.log_window(q, MYNAME);
     }
 
     /// Revives a dead destination (timer, `F` trigger, a good delivery, FLUSH_EACH).
@@ -1027,6 +1096,7 @@ impl Scheduler {
             queue.dsn = None;
             queue.timer_seq = queue.timer_seq.wrapping_add(1);
         }
+        self.log_window(q, "qmgr_queue_unthrottle");
     }
 
     fn transport_throttle(&mut self, now: u64, t: TransportRef, dsn: &Dsn) {

@@ -738,7 +738,7 @@ fn simulate(seed: u64) -> Result<(), String> {
                     *done.entry(id).or_default() += 1;
                     s.remove_message(m);
                 }
-                Action::DiscardRecipient { .. } | Action::Warn(_) => {}
+                Action::DiscardRecipient { .. } | Action::Warn(_) | Action::Info(_) => {}
             }
         }
         if pending.is_empty() && busy.is_empty() {
@@ -1034,4 +1034,74 @@ fn an_agent_without_work_keeps_the_rate_lock_until_a_delivery_completes() {
     s.agent_reply(1, e, Some(&ok_reply()));
     s.drain();
     assert_eq!(connects(&s.take_actions()), ["slow"]);
+}
+
+fn info_lines(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Info(line) => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn feedback_debug_logs_the_c_daemons_window_lines() {
+    let cfg = SchedConfig {
+        feedback_debug: true,
+        ..SchedConfig::default()
+    };
+    let mut s = Scheduler::new(cfg, limits_with(5, 20, 50));
+    add(&mut s, "W1", vec![smtp_route("a@d1.lab")]);
+    add(&mut s, "W2", vec![smtp_route("b@d1.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (e1, _) = s.agent_ready(0, t).unwrap();
+    s.agent_reply(0, e1, Some(&ok_reply()));
+    assert_eq!(
+        info_lines(&s.take_actions()),
+        [
+            "qmgr_queue_unthrottle: feedback 1",
+            "qmgr_queue_unthrottle: queue d1.lab: limit 20 window 6 success 0 failure 0 fail_cohorts 0",
+        ]
+    );
+    let (e2, _) = s.agent_ready(0, t).unwrap();
+    s.agent_reply(0, e2, Some(&defer_reply("4.4.1", "refused")));
+    assert_eq!(
+        info_lines(&s.take_actions()),
+        [
+            "qmgr_queue_throttle: feedback 1",
+            "qmgr_queue_throttle: queue d1.lab: limit 20 window 4 success 0 failure 1 fail_cohorts 0.166667",
+        ]
+    );
+
+    // A destination that dies and revives; nothing about the retry transport's queues.
+    let cfg = SchedConfig {
+        feedback_debug: true,
+        ..SchedConfig::default()
+    };
+    let mut s = Scheduler::new(cfg, limits_with(1, 20, 50));
+    add(&mut s, "X1", vec![smtp_route("a@d2.lab")]);
+    add(&mut s, "X2", vec![smtp_route("b@d2.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (e, _) = s.agent_ready(0, t).unwrap();
+    s.agent_reply(0, e, Some(&defer_reply("4.4.1", "refused")));
+    let actions = s.take_actions();
+    assert_eq!(
+        info_lines(&actions),
+        ["qmgr_queue_throttle: queue d2.lab: limit 20 window 0 success 0 failure 0 fail_cohorts 1"]
+    );
+    s.drain();
+    let retry = transport_of(&s.take_actions(), "retry").unwrap();
+    let (e, _) = s.agent_ready(0, retry).unwrap();
+    s.agent_reply(0, e, Some(&ok_reply()));
+    assert!(info_lines(&s.take_actions()).is_empty());
+    let (_, timer) = first_timer(actions);
+    s.timer(300, timer);
+    assert_eq!(
+        info_lines(&s.take_actions()),
+        ["qmgr_queue_unthrottle: queue d2.lab: limit 20 window 1 success 0 failure 0 fail_cohorts 0"]
+    );
 }

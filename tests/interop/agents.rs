@@ -94,3 +94,61 @@ fn a_crashing_agent_only_defers_the_mail_under_both_queue_managers() {
     assert_eq!(c.deferred_files, "12");
     assert_eq!(ours, c);
 }
+
+/// One message delivered by discard(8) to d1.lab, one refused by a dead port at d2.lab, with
+/// destination_concurrency_feedback_debug on: the queue manager's debug lines, sorted.
+fn feedback_debug_scenario(qmgr: &str) -> Vec<String> {
+    let lab = Lab::up_as(
+        qmgr,
+        &[
+            "--transport",
+            "discard",
+            "--dests",
+            "2",
+            "--set",
+            "transport_maps=inline:{{d2.lab=smtp:[127.0.0.1]:1}}",
+            "--set",
+            "destination_concurrency_feedback_debug=yes",
+        ],
+    );
+    run(&[
+        "inject",
+        &lab.path(),
+        "2",
+        "--rcpts",
+        "1",
+        "--sessions",
+        "1",
+    ]);
+    run(&[
+        "wait-empty",
+        &lab.path(),
+        "--ignore-deferred",
+        "--timeout",
+        "60",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut lines: Vec<String> = lab
+        .qmgr_lines()
+        .iter()
+        .filter_map(|l| l.split_once("]: ").map(|(_, text)| text.to_string()))
+        .filter(|text| text.starts_with("qmgr_queue_") || text.contains(" feedback type "))
+        .collect();
+    lines.sort();
+    eprintln!("{qmgr}: {lines:#?}");
+    lines
+}
+
+#[test]
+fn feedback_debug_lines_are_the_c_daemons() {
+    if !postfix_available() || !c_oqmgr_available() {
+        return;
+    }
+    let c = feedback_debug_scenario(C_OQMGR);
+    assert!(
+        c.iter()
+            .any(|l| l.starts_with("qmgr_queue_throttle: queue [127.0.0.1]:1:")),
+        "{c:#?}"
+    );
+    assert_eq!(feedback_debug_scenario(env!("CARGO_BIN_EXE_oqmgr")), c);
+}
