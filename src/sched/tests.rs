@@ -1105,3 +1105,20 @@ fn feedback_debug_logs_the_c_daemons_window_lines() {
         ["qmgr_queue_unthrottle: queue d2.lab: limit 20 window 1 success 0 failure 0 fail_cohorts 0"]
     );
 }
+
+#[test]
+fn a_crash_keeps_the_rate_lock_as_the_c_daemon_does() {
+    // qmgr_deliver_update's crash path calls no qmgr_transport_unthrottle: a transport with
+    // a transport_rate_delay is stuck after a crash (a C bug kept for parity).
+    let mut s = Scheduler::new(SchedConfig::default(), rate_delayed(10));
+    add(&mut s, "K1", vec![route_to("slow", "d1.lab", "a@d1.lab")]);
+    add(&mut s, "K2", vec![route_to("slow", "d1.lab", "b@d1.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "slow").unwrap();
+    let (e, _) = s.agent_ready(0, t).unwrap();
+    s.agent_reply(0, e, None);
+    s.revive_all();
+    s.drain();
+    assert!(connects(&s.take_actions()).is_empty());
+    assert_eq!(s.queue_status(b"slow", b"d1.lab").unwrap().todo, 1);
+}
