@@ -87,6 +87,38 @@ fn an_agent_that_crashes_or_babbles_defers_the_mail_and_nothing_is_lost() {
 }
 
 #[test]
+fn agents_that_crash_only_defer_their_mail_and_every_message_is_tried() {
+    // The C daemon's crash path throttles nothing (qmgr_deliver_update reads an empty hop
+    // status): twelve messages, twelve attempts, nothing parked behind retry.
+    let mut w = World::new();
+    w.add_agent("smtp", Behaviour::Crash);
+    w.add_agent("retry", Behaviour::DeferPerRecipient);
+    let ids: Vec<String> = (0..12)
+        .map(|i| w.drop_message("sender@src.lab", &[&format!("u{i}@d1.lab")]))
+        .collect();
+    w.start();
+    for id in &ids {
+        expect_in(&w, id, "deferred");
+    }
+    assert_eq!(w.agent("smtp").requests().len(), 12, "{}", w.diagnostics());
+    assert!(
+        w.agent("retry").requests().is_empty(),
+        "{}",
+        w.diagnostics()
+    );
+    assert!(w
+        .postlog
+        .matching("delivery temporarily suspended")
+        .is_empty());
+    assert_eq!(
+        w.postlog
+            .matching("warning: private/smtp socket: malformed response")
+            .len(),
+        12
+    );
+}
+
+#[test]
 fn a_missing_transport_is_deferred_through_retry() {
     let mut w = World::new();
     w.rewrite.route_domain("d1.lab", "nosuch");

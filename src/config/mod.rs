@@ -28,7 +28,7 @@ pub use params::{
     param_spec, DefaultValue, ParamOwner, ParamSpec, ParamType, ParamValue, ParamWarning, Params,
     PARAM_TABLE,
 };
-pub use transport::{Feedback, TransportParams, TransportWarning};
+pub use transport::{Feedback, TransportNotice, TransportParams, TransportWarning};
 pub use value::ValueError;
 
 /// Where main.cf lives when `MAIL_CONFIG` is not set.

@@ -16,6 +16,14 @@ pub enum Feedback {
 }
 
 impl Feedback {
+    /// The C daemon's QMGR_FEEDBACK_IDX_*: 0 constant, 1 per concurrency window.
+    pub fn type_index(&self) -> u8 {
+        match self {
+            Feedback::Constant(_) => 0,
+            Feedback::PerConcurrency(_) => 1,
+        }
+    }
+
     /// The feedback amount at concurrency window `window` (QMGR_FEEDBACK_VAL).
     pub fn value(&self, window: i32) -> f64 {
         match *self {
@@ -26,6 +34,47 @@ impl Feedback {
 
     /// Feedback hysteresis is fixed at 1 in Postfix 3.7.
     pub const HYSTERESIS: i32 = 1;
+}
+
+/// A number as C's `printf("%g")` prints it (six significant digits, trailing zeros dropped,
+/// exponent form below 1e-4 or from 1e6), for the feedback debug lines.
+pub fn format_g(value: f64) -> String {
+    const PRECISION: i32 = 6;
+    if value.is_nan() {
+        return if value.is_sign_negative() {
+            "-nan"
+        } else {
+            "nan"
+        }
+        .to_string();
+    }
+    if value.is_infinite() {
+        return if value < 0.0 { "-inf" } else { "inf" }.to_string();
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0" } else { "0" }.to_string();
+    }
+    // The exponent after rounding to the precision decides the form, as in C.
+    let scientific = format!("{:.*e}", (PRECISION - 1) as usize, value);
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let strip = |digits: &str| -> String {
+        if digits.contains('.') {
+            digits
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+        } else {
+            digits.to_string()
+        }
+    };
+    if (-4..PRECISION).contains(&exponent) {
+        let decimals = (PRECISION - 1 - exponent) as usize;
+        strip(&format!("{value:.decimals$}"))
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", strip(mantissa), exponent.unsigned_abs())
+    }
 }
 
 /// A bad feedback value that was replaced by 1; `Display` is Postfix's warning text.
@@ -44,6 +93,25 @@ impl fmt::Display for TransportWarning {
             self.parameter,
             String::from_utf8_lossy(&self.value)
         )
+    }
+}
+
+/// A line the C daemon's qmgr_transport_create logs while it reads a transport's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportNotice {
+    /// A malformed feedback value (a `warning:` line).
+    Warning(TransportWarning),
+    /// destination_concurrency_feedback_debug's report of a feedback setting (an info line,
+    /// as qmgr_feedback_init logs it).
+    Info(String),
+}
+
+impl fmt::Display for TransportNotice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportNotice::Warning(w) => w.fmt(f),
+            TransportNotice::Info(text) => f.write_str(text),
+        }
     }
 }
 
@@ -90,7 +158,8 @@ pub fn parse_feedback(value: &[u8]) -> Option<Feedback> {
         return None;
     }
     let denominator = rest;
-    let feedback = if denominator == b"concurrency" {
+    // qmgr_feedback_init looks the keyword up with name_code, which ignores case.
+    let feedback = if denominator.eq_ignore_ascii_case(b"concurrency") {
         Feedback::PerConcurrency(numerator)
     } else {
         if !(0.0..=INT_MAX).contains(&numerator) {
@@ -140,12 +209,13 @@ impl Default for TransportParams {
 impl TransportParams {
     /// Looks up the settings of transport `name` the way qmgr_transport_create() does, in the
     /// same order (so the first fatal error is the same). `params` supplies the fallbacks.
-    /// Bad feedback values are replaced by 1 and reported as warnings.
+    /// Bad feedback values are replaced by 1 and reported as warnings; with
+    /// destination_concurrency_feedback_debug, each feedback setting is reported too.
     pub fn lookup(
         config: &Config,
         params: &Params,
         name: &str,
-    ) -> Result<(TransportParams, Vec<TransportWarning>), ConfigError> {
+    ) -> Result<(TransportParams, Vec<TransportNotice>), ConfigError> {
         let key = |suffix: &str| format!("{name}{suffix}");
         let mut dest_concurrency_limit = config.get_int(
             &key("_destination_concurrency_limit"),
@@ -185,20 +255,24 @@ impl TransportParams {
         if dest_concurrency_limit != 0 && dest_concurrency_limit < init_dest_concurrency {
             init_dest_concurrency = dest_concurrency_limit;
         }
-        let mut warnings = Vec::new();
+        let mut notices = Vec::new();
         let positive_feedback = feedback(
             config,
+            params,
+            name,
             &key("_destination_concurrency_positive_feedback"),
             "default_destination_concurrency_positive_feedback",
             &params.default_destination_concurrency_positive_feedback,
-            &mut warnings,
+            &mut notices,
         )?;
         let negative_feedback = feedback(
             config,
+            params,
+            name,
             &key("_destination_concurrency_negative_feedback"),
             "default_destination_concurrency_negative_feedback",
             &params.default_destination_concurrency_negative_feedback,
-            &mut warnings,
+            &mut notices,
         )?;
         let failed_cohort_limit = config.get_int(
             &key("_destination_concurrency_failed_cohort_limit"),
@@ -218,7 +292,7 @@ impl TransportParams {
                 negative_feedback,
                 failed_cohort_limit,
             },
-            warnings,
+            notices,
         ))
     }
 }
@@ -227,27 +301,41 @@ impl TransportParams {
 /// at least 1 byte long; unusable values become 1 with a warning.
 fn feedback(
     config: &Config,
+    params: &Params,
+    transport: &str,
     name: &str,
     default_name: &str,
     default_value: &[u8],
-    warnings: &mut Vec<TransportWarning>,
+    notices: &mut Vec<TransportNotice>,
 ) -> Result<Feedback, ConfigError> {
     let value = config.get_str(name, default_value, 1, 0)?;
-    Ok(match parse_feedback(&value) {
+    // The lines name the parameter that holds the value.
+    let parameter = if value != default_value {
+        name
+    } else {
+        default_name
+    };
+    let feedback = match parse_feedback(&value) {
         Some(feedback) => feedback,
         None => {
-            let parameter = if value != default_value {
-                name
-            } else {
-                default_name
-            };
-            warnings.push(TransportWarning {
+            notices.push(TransportNotice::Warning(TransportWarning {
                 parameter: parameter.to_string(),
                 value,
-            });
+            }));
             Feedback::Constant(1.0)
         }
-    })
+    };
+    if params.destination_concurrency_feedback_debug {
+        let (kind, at) = (
+            feedback.type_index(),
+            params.initial_destination_concurrency,
+        );
+        notices.push(TransportNotice::Info(format!(
+            "{transport}: {parameter} feedback type {kind} value at {at}: {}",
+            format_g(feedback.value(at))
+        )));
+    }
+    Ok(feedback)
 }
 
 #[cfg(test)]
@@ -346,6 +434,14 @@ mod tests {
             parse_feedback(b"1/concurrency"),
             Some(Feedback::PerConcurrency(1.0))
         );
+        // The keyword is looked up with name_code, which ignores case.
+        for keyword in ["1/CONCURRENCY", "1 / Concurrency"] {
+            assert_eq!(
+                parse_feedback(keyword.as_bytes()),
+                Some(Feedback::PerConcurrency(1.0)),
+                "{keyword}"
+            );
+        }
         assert_eq!(parse_feedback(b"0.5abc"), Some(Feedback::Constant(0.5)));
         assert_eq!(parse_feedback(b"0x.8"), Some(Feedback::Constant(0.5)));
         assert_eq!(parse_feedback(b"5."), None);
@@ -389,6 +485,60 @@ mod tests {
         assert_eq!(
             warnings,
             ["default_destination_concurrency_negative_feedback: ignoring malformed or unreasonable feedback: 1/0"]
+        );
+    }
+
+    #[test]
+    fn numbers_print_as_c_printf_g() {
+        let cases: [(f64, &str); 16] = [
+            (1.0, "1"),
+            (0.2, "0.2"),
+            (1.0 / 3.0, "0.333333"),
+            (0.125, "0.125"),
+            (1e-5, "1e-05"),
+            (1234567.0, "1.23457e+06"),
+            (0.0, "0"),
+            (100000.0, "100000"),
+            (999999.5, "1e+06"),
+            (0.0001, "0.0001"),
+            (2.5, "2.5"),
+            (-0.5, "-0.5"),
+            (0.00012345678, "0.000123457"),
+            (123456.7, "123457"),
+            (5.0 / 7.0, "0.714286"),
+            (3.0000001, "3"),
+        ];
+        for (value, printed) in cases {
+            assert_eq!(format_g(value), printed, "{value}");
+        }
+    }
+
+    #[test]
+    fn feedback_debug_reports_each_setting_as_qmgr_feedback_init() {
+        let (_, lines) = lookup("", "smtp");
+        assert!(lines.is_empty(), "off by default");
+        let (_, lines) = lookup(
+            "destination_concurrency_feedback_debug = yes\n\
+             relay_destination_concurrency_positive_feedback = 1/Concurrency\n\
+             relay_destination_concurrency_negative_feedback = 7\n\
+             initial_destination_concurrency = 3\n",
+            "relay",
+        );
+        assert_eq!(
+            lines,
+            [
+                "relay: relay_destination_concurrency_positive_feedback feedback type 1 value at 3: 0.333333",
+                "relay_destination_concurrency_negative_feedback: ignoring malformed or unreasonable feedback: 7",
+                "relay: relay_destination_concurrency_negative_feedback feedback type 0 value at 3: 1",
+            ]
+        );
+        let (_, lines) = lookup("destination_concurrency_feedback_debug = yes\n", "smtp");
+        assert_eq!(
+            lines,
+            [
+                "smtp: default_destination_concurrency_positive_feedback feedback type 0 value at 5: 1",
+                "smtp: default_destination_concurrency_negative_feedback feedback type 0 value at 5: 1",
+            ]
         );
     }
 

@@ -7,9 +7,9 @@ use crate::proto::attr::AttrMessage;
 use log::warn;
 use mio::Interest;
 
-use super::conn::{Conn, ConnError};
+use super::conn::Conn;
 use super::{fatal, Daemon, Peer, TimerKind};
-use crate::proto::deliver::DeliveryReply;
+use crate::proto::attr::{AttrList, ScanMode};
 use crate::proto::protocol::Protocol;
 use crate::sched::{EntryRef, TransportRef};
 
@@ -126,21 +126,22 @@ impl Daemon {
             }
             AgentState::Delivering { entry, .. } => {
                 let entry = *entry;
-                let reply = match (&filled, agent.conn.next_list()) {
-                    (Ok(()), Some(list)) => DeliveryReply::decode(&list).ok(),
+                let scanned = match (&filled, agent.conn.next_list()) {
+                    (Ok(()), Some(list)) => scan_final_reply(&list, &agent.conn.path),
                     (Ok(()), None) if !agent.conn.at_eof() => return,
-                    _ => None,
+                    // Hang-up, reset or bytes that are no list: C's attr_scan reads EOF
+                    // before any field (its peekfd test practically never fails).
+                    _ => ScannedReply::default(),
                 };
-                if reply.is_none() {
-                    match &filled {
-                        Err(ConnError::Io(_)) => {
-                            warn!("{} socket: premature disconnect", agent.conn.path)
-                        }
-                        _ => warn!("{} socket: malformed response", agent.conn.path),
-                    }
+                for w in &scanned.warnings {
+                    warn!("{w}");
+                }
+                if scanned.status.is_none() {
+                    warn!("{} socket: malformed response", agent.conn.path);
                 }
                 self.remove_peer(slot);
-                self.sched.agent_reply(now, entry, reply.as_ref());
+                self.sched
+                    .agent_reply_scan(now, entry, &scanned.hop_fields, scanned.status);
                 self.run_actions(now);
             }
         }
@@ -237,5 +238,109 @@ impl Daemon {
             )),
             _ => fatal(&format!("timeout connecting to transport: {}", agent.name)),
         }
+    }
+}
+
+/// An agent's final reply as the C daemon's qmgr_deliver_final_reply reads it with a strict
+/// attr_scan: the hop-status fields read before anything went wrong, and the status.
+#[derive(Debug, Default, PartialEq)]
+struct ScannedReply {
+    /// Leading fields of the DSN group, in dsb_scan's order.
+    hop_fields: Vec<Vec<u8>>,
+    /// `None`: the reply was malformed (DELIVER_STAT_CRASH).
+    status: Option<i32>,
+    /// attr_scan's own warnings.
+    warnings: Vec<String>,
+}
+
+/// The seven DSN attributes of a reply, in the order dsb_scan reads them.
+const HOP_STATUS_FIELDS: [&str; 7] = [
+    "status",
+    "diag_type",
+    "diag_text",
+    "mta_type",
+    "mta_mname",
+    "action",
+    "reason",
+];
+
+/// Scans a reply field by field as attr_scan does, so that a reply malformed part-way still
+/// leaves what it carried in the scheduler's hop-status buffer. An attribute after `status`
+/// only draws a warning: the C scanner has converted both items by then.
+fn scan_final_reply(list: &AttrList, path: &str) -> ScannedReply {
+    let mut scanned = ScannedReply::default();
+    let mut r = list.reader(ScanMode::Strict);
+    for name in HOP_STATUS_FIELDS {
+        match r.str(name) {
+            Ok(value) => scanned.hop_fields.push(value.to_vec()),
+            Err(e) => {
+                scanned.warnings.push(e.warning(path));
+                return scanned;
+            }
+        }
+    }
+    match r.int_signed("status") {
+        Ok(status) => scanned.status = Some(status),
+        Err(e) => {
+            scanned.warnings.push(e.warning(path));
+            return scanned;
+        }
+    }
+    if let Err(e) = r.end() {
+        scanned.warnings.push(e.warning(path));
+    }
+    scanned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::attr::AttrDecoder;
+    use crate::proto::deliver::DeliveryReply;
+
+    fn list(bytes: &[u8]) -> AttrList {
+        AttrDecoder::default().feed(bytes).unwrap().remove(0)
+    }
+
+    #[test]
+    fn a_full_reply_fills_every_field() {
+        let reply = DeliveryReply {
+            status: -1,
+            ..DeliveryReply::default()
+        };
+        let scanned = scan_final_reply(&list(&reply.to_bytes()), "private/smtp");
+        assert_eq!(scanned.hop_fields.len(), 7);
+        assert_eq!(scanned.status, Some(-1));
+        assert!(scanned.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_reply_malformed_part_way_keeps_the_fields_before_the_fault() {
+        let scanned = scan_final_reply(
+            &list(b"status\x004.7.1\0diag_type\0smtp\0bogus\0x\0\0"),
+            "private/smtp",
+        );
+        assert_eq!(
+            scanned.hop_fields,
+            vec![b"4.7.1".to_vec(), b"smtp".to_vec()]
+        );
+        assert_eq!(scanned.status, None);
+        assert_eq!(
+            scanned.warnings,
+            vec!["unexpected attribute bogus from private/smtp (expecting: diag_text)"]
+        );
+    }
+
+    #[test]
+    fn an_attribute_after_the_status_is_only_a_warning() {
+        let mut bytes = DeliveryReply::default().to_bytes();
+        bytes.pop();
+        bytes.extend_from_slice(b"extra\0x\0\0");
+        let scanned = scan_final_reply(&list(&bytes), "private/smtp");
+        assert_eq!(scanned.status, Some(0));
+        assert_eq!(
+            scanned.warnings,
+            vec!["unexpected attribute extra from private/smtp (expecting: (list terminator))"]
+        );
     }
 }

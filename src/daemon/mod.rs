@@ -24,7 +24,7 @@ use log::{info, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::config::transport::TransportParams;
+use crate::config::transport::{TransportNotice, TransportParams};
 use crate::config::{Config, Params};
 use crate::maillog;
 use crate::master::fds::{self, MasterChannels};
@@ -584,6 +584,7 @@ impl Daemon {
                         let _ = self.arm_after(at.saturating_sub(now), TimerKind::Sched(timer));
                     }
                     Action::Warn(text) => warn!("{text}"),
+                    Action::Info(text) => info!("{text}"),
                     Action::DeferRecipient {
                         message,
                         recipient,
@@ -718,9 +719,12 @@ fn transport_lookup(config: Config, params: Params) -> LimitsLookup {
     Box::new(move |name: &[u8]| {
         let name = String::from_utf8_lossy(name);
         match TransportParams::lookup(&config, &params, &name) {
-            Ok((limits, warnings)) => {
-                for w in warnings {
-                    warn!("{w}");
+            Ok((limits, notices)) => {
+                for notice in notices {
+                    match notice {
+                        TransportNotice::Warning(w) => warn!("{w}"),
+                        TransportNotice::Info(text) => info!("{text}"),
+                    }
                 }
                 limits
             }

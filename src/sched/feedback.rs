@@ -29,8 +29,14 @@ impl WindowState {
 
     /// A delivery without hop trouble on a ready destination: grow the window while it is
     /// below `busy + initial` (never beyond what is in use plus the initial step) and below
-    /// the concurrency limit (0 = unlimited).
-    pub fn positive(&mut self, feedback: Feedback, limit: i32, initial: i32, busy: i32) {
+    /// the concurrency limit (0 = unlimited). Returns the feedback applied, if any.
+    pub fn positive(
+        &mut self,
+        feedback: Feedback,
+        limit: i32,
+        initial: i32,
+        busy: i32,
+    ) -> Option<f64> {
         self.fail_cohorts = 0.0;
         if (limit == 0 || limit > self.window) && self.window < busy + initial {
             let fb = feedback.value(self.window.max(1));
@@ -43,7 +49,9 @@ impl WindowState {
             if limit > 0 && self.window > limit {
                 self.window = limit;
             }
+            return Some(fb);
         }
+        None
     }
 
     /// A delivery that reported a hop problem: count a failed cohort (1/window) and declare

@@ -90,6 +90,8 @@ pub struct SchedConfig {
     /// recipients than this are in memory: the in-memory cap (qmgr_message_recipient_limit
     /// times qmgr_fudge_factor) less 100, as in the C daemon's qmgr_entry_done.
     pub refill_below: usize,
+    /// destination_concurrency_feedback_debug: log every window change.
+    pub feedback_debug: bool,
 }
 
 impl SchedConfig {
@@ -120,6 +122,7 @@ impl SchedConfig {
                 i64::from(p.qmgr_fudge_factor),
             )
             .saturating_sub(100),
+            feedback_debug: p.destination_concurrency_feedback_debug,
         }
     }
 }
@@ -141,6 +144,7 @@ impl Default for SchedConfig {
             verify_pending_limit: 5000,
             owner_request_special: true,
             refill_below: 20000 - 100,
+            feedback_debug: false,
         }
     }
 }
@@ -184,6 +188,8 @@ pub enum Action {
     },
     /// A `warning:` line.
     Warn(String),
+    /// An informational line (destination_concurrency_feedback_debug).
+    Info(String),
     /// The message has no entries left: run its completion (bounce/trace/defer flushes, then
     /// unlink or defer), then [`Scheduler::remove_message`] or [`Scheduler::assign`] more.
     MessageDone(MessageRef),
@@ -300,6 +306,11 @@ pub struct Scheduler {
     transport_by_name: HashMap<Vec<u8>, TransportRef>,
     recipient_count: usize,
     verify_pending: usize,
+    /// The hop status of the last agent reply, as the C daemon's qmgr_deliver_update keeps it:
+    /// one function-static DSN_BUF shared by every delivery of the process. A crash reads it
+    /// again (normally empty: no throttle), a reply malformed part-way overwrites only the
+    /// fields read before the failure, and the throttle path sanitises it in place.
+    last_hop_status: Dsn,
     actions: Vec<Action>,
 }
 
@@ -332,6 +343,7 @@ impl Scheduler {
             transport_by_name: HashMap::new(),
             recipient_count: 0,
             verify_pending: 0,
+            last_hop_status: Dsn::default(),
             actions: Vec::new(),
         }
     }
@@ -511,7 +523,8 @@ impl Scheduler {
                 );
             }
             let mut t = self.transport_find_or_create(&route.transport);
-            if qflags & message_flags::FLUSH_EACH != 0 {
+            // Flushed mail revives a dead transport; a live one keeps its rate lock.
+            if qflags & message_flags::FLUSH_EACH != 0 && self.transport_dead_ref(t) {
                 self.transport_revive(t);
             }
             if let Some(dsn) = self.transports.get(t.0).and_then(|x| x.dsn.clone()) {
@@ -703,6 +716,8 @@ impl Scheduler {
         }
     }
 
+    /// The next transport with room for a connection, as the C daemon's
+    /// qmgr_transport_select.
     fn transport_select(&mut self) -> Option<TransportRef> {
         let position = self.transport_order.iter().position(|t| {
             let Some(x) = self.transports.get(t.0) else {
@@ -727,9 +742,10 @@ impl Scheduler {
             }
             false
         })?;
-        // Rotate so that the next search starts after the chosen transport.
-        let t = self.transport_order.remove(position)?;
-        self.transport_order.push_back(t);
+        // Rotate as the C daemon's QMGR_LIST_ROTATE: the next search resumes after the
+        // chosen transport ([after..., before..., chosen]).
+        let t = *self.transport_order.get(position)?;
+        self.transport_order.rotate_left(position + 1);
         Some(t)
     }
 
@@ -748,13 +764,13 @@ impl Scheduler {
                 queue.state.window > queue.busy as i32 && !queue.todo.is_empty()
             })
         }) else {
-            // The work went elsewhere meanwhile (e.g. to retry). Release the rate lock, which
-            // only a finished delivery would otherwise clear, so the transport is not stuck.
-            x.rate_lock = false;
+            // As in the C daemon's qmgr_deliver, the agent is closed without releasing the
+            // rate lock: only a completed delivery or a revived transport does that.
             return None;
         };
-        let q = x.queues.remove(position)?;
-        x.queues.push_back(q);
+        // Round robin as qmgr_queue_select: the next search resumes after this queue.
+        let q = *x.queues.get(position)?;
+        x.queues.rotate_left(position + 1);
         let queue = self.queues.get_mut(q.0)?;
         let e = queue.todo.pop_front()?;
         queue.busy += 1;
@@ -865,8 +881,57 @@ impl Scheduler {
         self.defer_transport(now, t, &dsn);
     }
 
-    /// The agent's final reply (`None`: it crashed, hung up or sent garbage).
+    /// The agent's final reply (`None`: it crashed, hung up or sent garbage before any
+    /// hop-status field).
     pub fn agent_reply(&mut self, now: u64, e: EntryRef, reply: Option<&DeliveryReply>) {
+        match reply {
+            Some(r) => {
+                let d = &r.hop_status;
+                let fields = [
+                    &d.status,
+                    &d.diag_type,
+                    &d.diag_text,
+                    &d.mta_type,
+                    &d.mta_mname,
+                    &d.action,
+                    &d.reason,
+                ]
+                .map(|f| f.clone());
+                self.agent_reply_scan(now, e, &fields, Some(r.status));
+            }
+            None => self.agent_reply_scan(now, e, &[], None),
+        }
+    }
+
+    /// The agent's final reply as the C daemon's attr_scan saw it (qmgr_deliver_update):
+    /// `hop_fields` are the leading hop-status fields it read, in dsb_scan's order (status,
+    /// diag_type, diag_text, mta_type, mta_mname, action, reason); `status` is the delivery
+    /// status, `None` when the reply was missing or malformed (DELIVER_STAT_CRASH).
+    ///
+    /// Whatever went wrong, the throttle test reads the shared hop-status buffer, so a crash
+    /// throttles the destination only with a status left there by an earlier reply; and a
+    /// crash never revives the transport or the destination (nor releases the transport's
+    /// rate lock: a C bug kept for parity).
+    pub fn agent_reply_scan(
+        &mut self,
+        now: u64,
+        e: EntryRef,
+        hop_fields: &[Vec<u8>],
+        status: Option<i32>,
+    ) {
+        let buffer = &mut self.last_hop_status;
+        let slots = [
+            &mut buffer.status,
+            &mut buffer.diag_type,
+            &mut buffer.diag_text,
+            &mut buffer.mta_type,
+            &mut buffer.mta_mname,
+            &mut buffer.action,
+            &mut buffer.reason,
+        ];
+        for (slot, field) in slots.into_iter().zip(hop_fields) {
+            slot.clone_from(field);
+        }
         let Some(entry) = self.entries.get(e.0) else {
             return;
         };
@@ -874,26 +939,23 @@ impl Scheduler {
         let Some(t) = self.queues.get(q.0).map(|x| x.transport) else {
             return;
         };
-        let crashed = reply.is_none();
-        let mut dsn = match reply {
-            Some(r) => r.hop_status.clone(),
-            None => simple_dsn("4.3.0", b"unknown mail transport error"),
-        };
-        let deferred = reply.is_none_or(|r| r.status != 0);
-        if deferred {
+        let crashed = status.is_none();
+        if status != Some(0) {
             if let Some(msg) = self.messages.get_mut(m.0) {
                 msg.deferred = true;
             }
-            if !dsn.status.is_empty() {
-                if !route::dsn_valid(&dsn.status) {
-                    dsn.status = b"4.0.0".to_vec();
+            if !self.last_hop_status.status.is_empty() {
+                let buffer = &mut self.last_hop_status;
+                if !route::dsn_valid(&buffer.status) {
+                    buffer.status = b"4.0.0".to_vec();
                 }
-                if dsn.reason.is_empty() {
-                    dsn.reason = b"unknown error".to_vec();
+                if buffer.reason.is_empty() {
+                    buffer.reason = b"unknown error".to_vec();
                 }
                 let mut reason = b"delivery temporarily suspended: ".to_vec();
-                reason.extend_from_slice(&dsn.reason);
-                dsn.reason = reason;
+                reason.extend_from_slice(&buffer.reason);
+                buffer.reason = reason;
+                let dsn = buffer.clone();
                 if self.queues.get(q.0).is_some_and(DestQueue::ready) {
                     self.queue_throttle(now, q, &dsn);
                     if self.queues.get(q.0).is_some_and(DestQueue::dead) {
@@ -904,13 +966,15 @@ impl Scheduler {
         }
         if !crashed {
             self.transport_revive(t);
-            if dsn.reason.is_empty() {
+            if self.last_hop_status.reason.is_empty() {
                 self.queue_positive(q);
             }
         }
         self.entry_done(now, e);
     }
 
+    /// A delivery without hop trouble: revive a dead destination or grow its window (the
+    /// C daemon's qmgr_queue_unthrottle).
     fn queue_positive(&mut self, q: DestRef) {
         let Some(queue) = self.queues.get(q.0) else {
             return;
@@ -926,19 +990,73 @@ impl Scheduler {
             self.queue_revive(q);
             return;
         }
+        let mut feedback = None;
         if let Some(queue) = self.queues.get_mut(q.0) {
-            if queue.ready() {
-                let busy = queue.busy as i32;
-                queue.state.positive(
-                    limits.positive_feedback,
-                    limits.dest_concurrency_limit,
-                    limits.init_dest_concurrency,
-                    busy,
-                );
+            if !queue.ready() {
+                return;
             }
+            let busy = queue.busy as i32;
+            feedback = queue.state.positive(
+                limits.positive_feedback,
+                limits.dest_concurrency_limit,
+                limits.init_dest_concurrency,
+                busy,
+            );
+        }
+        const MYNAME: &str = "qmgr_queue_unthrottle";
+        if let Some(feedback) = feedback {
+            self.log_feedback(q, MYNAME, feedback);
+        }
+        self.log_window(q, MYNAME);
+    }
+
+    /// QMGR_LOG_FEEDBACK: with destination_concurrency_feedback_debug, the feedback a window
+    /// change used (not for the error and retry transports).
+    fn log_feedback(&mut self, q: DestRef, myname: &str, feedback: f64) {
+        if self.feedback_debug_for(q) {
+            self.actions.push(Action::Info(format!(
+                "{myname}: feedback {}",
+                crate::config::transport::format_g(feedback)
+            )));
         }
     }
 
+    /// QMGR_LOG_WINDOW: with destination_concurrency_feedback_debug, a destination's window
+    /// after a change (not for the error and retry transports).
+    fn log_window(&mut self, q: DestRef, myname: &str) {
+        if !self.feedback_debug_for(q) {
+            return;
+        }
+        let Some(queue) = self.queues.get(q.0) else {
+            return;
+        };
+        let limit = self
+            .transports
+            .get(queue.transport.0)
+            .map_or(0, |t| t.limits.dest_concurrency_limit);
+        let g = crate::config::transport::format_g;
+        let line = format!(
+            "{myname}: queue {}: limit {limit} window {} success {} failure {} fail_cohorts {}",
+            String::from_utf8_lossy(&queue.name),
+            queue.state.window,
+            g(queue.state.success),
+            g(queue.state.failure),
+            g(queue.state.fail_cohorts)
+        );
+        self.actions.push(Action::Info(line));
+    }
+
+    fn feedback_debug_for(&self, q: DestRef) -> bool {
+        self.cfg.feedback_debug
+            && self
+                .queues
+                .get(q.0)
+                .and_then(|queue| self.transports.get(queue.transport.0))
+                .is_some_and(|t| t.name != SERVICE_RETRY && t.name != SERVICE_ERROR)
+    }
+
+    /// A delivery that reported a hop problem: shrink the window or declare the destination
+    /// dead (the C daemon's qmgr_queue_throttle).
     fn queue_throttle(&mut self, now: u64, q: DestRef, dsn: &Dsn) {
         let Some(queue) = self.queues.get(q.0) else {
             return;
@@ -954,10 +1072,12 @@ impl Scheduler {
         let Some(queue) = self.queues.get_mut(q.0) else {
             return;
         };
-        if queue
+        let was_ready = queue.ready();
+        let feedback = limits.negative_feedback.value(queue.state.window.max(1));
+        let dead = queue
             .state
-            .negative(limits.negative_feedback, limits.failed_cohort_limit)
-        {
+            .negative(limits.negative_feedback, limits.failed_cohort_limit);
+        if dead {
             queue.dsn = Some(dsn.clone());
             queue.dflags = 0;
             queue.timer_seq = queue.timer_seq.wrapping_add(1);
@@ -967,6 +1087,11 @@ impl Scheduler {
                 timer,
             });
         }
+        const MYNAME: &str = "qmgr_queue_throttle";
+        if was_ready && !dead {
+            self.log_feedback(q, MYNAME, feedback);
+        }
+        self.log_window(q, MYNAME);
     }
 
     /// Revives a dead destination (timer, `F` trigger, a good delivery, FLUSH_EACH).
@@ -987,6 +1112,7 @@ impl Scheduler {
             queue.dsn = None;
             queue.timer_seq = queue.timer_seq.wrapping_add(1);
         }
+        self.log_window(q, "qmgr_queue_unthrottle");
     }
 
     fn transport_throttle(&mut self, now: u64, t: TransportRef, dsn: &Dsn) {
@@ -1007,6 +1133,12 @@ impl Scheduler {
         });
     }
 
+    fn transport_dead_ref(&self, t: TransportRef) -> bool {
+        self.transports.get(t.0).is_some_and(|x| x.dead)
+    }
+
+    /// Revives a dead transport and releases its rate lock (the C daemon's
+    /// qmgr_transport_unthrottle).
     fn transport_revive(&mut self, t: TransportRef) {
         if let Some(x) = self.transports.get_mut(t.0) {
             if x.dead {
@@ -1031,14 +1163,17 @@ impl Scheduler {
     }
 
     /// The waiting entries of a dead destination move to the `retry` queue named after the
-    /// DSN, or, when retry is dead too, each recipient is deferred without an agent.
+    /// DSN, or, when retry is dead too, each recipient is deferred without an agent (the C
+    /// daemon's qmgr_defer_todo).
     fn defer_todo(&mut self, now: u64, q: DestRef, dsn: &Dsn) {
         let retry = self.retry_queue(dsn);
         let todo: Vec<EntryRef> = match self.queues.get_mut(q.0) {
             Some(queue) if Some(q) != retry => queue.todo.drain(..).collect(),
             _ => return,
         };
-        for e in todo {
+        // The C daemon walks the todo list from its newest end (qmgr_defer_todo), and each
+        // moved entry becomes the newest of the retry queue: the waiting mail reverses.
+        for e in todo.into_iter().rev() {
             match retry {
                 Some(r) => {
                     if let Some(entry) = self.entries.get_mut(e.0) {

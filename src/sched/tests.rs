@@ -335,21 +335,138 @@ fn unavailable_transport_defers_to_retry_and_is_skipped_until_retry_time() {
     assert_eq!(connects(&s.take_actions()), vec!["retry"]);
 }
 
+/// Delivers every message of the queue whose agents connect now; returns the entries.
+fn start_all(s: &mut Scheduler, now: u64) -> Vec<EntryRef> {
+    let mut busy = Vec::new();
+    loop {
+        s.drain();
+        let connects: Vec<TransportRef> = s
+            .take_actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Connect { transport, .. } => Some(transport),
+                _ => None,
+            })
+            .collect();
+        if connects.is_empty() {
+            return busy;
+        }
+        for t in connects {
+            if let Some((e, _)) = s.agent_ready(now, t) {
+                busy.push(e);
+            }
+        }
+    }
+}
+
 #[test]
-fn crashing_agent_defers_and_throttles_the_destination() {
+fn a_crashing_agent_only_defers_the_mail_as_the_c_daemon_does() {
+    // qmgr_deliver_update: a crash fills only the DSN struct, the throttle test reads the
+    // (empty) status buffer: no negative feedback, no dead destination.
+    let mut s = Scheduler::new(SchedConfig::default(), limits_with(5, 20, 50));
+    let messages: Vec<MessageRef> = (0..12)
+        .map(|i| {
+            add(
+                &mut s,
+                &format!("F{i}"),
+                vec![smtp_route(&format!("u{i}@d1.lab"))],
+            )
+        })
+        .collect();
+    let (mut attempts, mut done) = (0, 0);
+    for round in 0..20 {
+        let busy = start_all(&mut s, round);
+        if busy.is_empty() {
+            break;
+        }
+        attempts += busy.len();
+        let st = s.queue_status(b"smtp", b"d1.lab").unwrap();
+        assert_eq!(st.window, 5, "the window is unchanged by crashes");
+        assert_eq!(st.dead_reason, None);
+        for e in busy {
+            s.agent_reply(round, e, None);
+        }
+        done += done_messages(&s.take_actions()).len();
+    }
+    assert_eq!(attempts, 12, "every message is tried");
+    assert_eq!(done, 12);
+    for m in messages {
+        assert!(s.message(m).unwrap().deferred);
+    }
+    assert!(!s.transport_dead(b"smtp"));
+    assert_eq!(s.queue_count(), 0, "nothing cached as dead");
+}
+
+#[test]
+fn a_crash_after_a_reply_with_a_hop_status_throttles_with_that_stale_status() {
+    // The C daemon's reply buffer is one static for all deliveries: a crash re-reads the last
+    // reply's status, and the reason it sanitised in place gets the prefix a second time.
     let mut s = Scheduler::new(SchedConfig::default(), limits_with(1, 20, 50));
-    let m = add(&mut s, "F1", vec![smtp_route("a@d1.lab")]);
-    s.drain();
-    let t = transport_of(&s.take_actions(), "smtp").unwrap();
-    let (e, _) = s.agent_ready(0, t).unwrap();
-    s.agent_reply(0, e, None);
-    assert_eq!(done_messages(&s.take_actions()), vec![m]);
-    assert!(s.message(m).unwrap().deferred);
-    let st = s.queue_status(b"smtp", b"d1.lab").unwrap();
+    add(&mut s, "G1", vec![smtp_route("a@d1.lab")]);
+    let m2 = add(&mut s, "G2", vec![smtp_route("b@d2.lab")]);
+    let busy = start_all(&mut s, 0);
+    assert_eq!(busy.len(), 2);
+    let (first, second) = (busy[0], busy[1]);
+    let first_hop = s.entries.get(first.0).unwrap().queue;
+    let (dead_first, crashed) = if s.queues.get(first_hop.0).unwrap().name == b"d1.lab" {
+        (b"d1.lab", b"d2.lab")
+    } else {
+        (b"d2.lab", b"d1.lab")
+    };
+    s.agent_reply(0, first, Some(&defer_reply("4.4.1", "refused")));
+    assert_eq!(
+        s.queue_status(b"smtp", dead_first)
+            .unwrap()
+            .dead_reason
+            .unwrap(),
+        b"delivery temporarily suspended: refused"
+    );
+    s.agent_reply(0, second, None);
+    let st = s.queue_status(b"smtp", crashed).unwrap();
+    assert_eq!(st.window, 0);
     assert_eq!(
         st.dead_reason.unwrap(),
-        b"delivery temporarily suspended: unknown mail transport error"
+        b"delivery temporarily suspended: delivery temporarily suspended: refused"
     );
+    assert!(s.message(m2).unwrap().deferred);
+}
+
+#[test]
+fn a_reply_malformed_part_way_leaves_the_fields_it_carried_in_the_buffer() {
+    // attr_scan overwrote `status` before it met the bad attribute; the reason is the last
+    // full reply's (empty), so the sanitised reason is "unknown error".
+    let mut s = Scheduler::new(SchedConfig::default(), limits_with(1, 20, 50));
+    add(&mut s, "P1", vec![smtp_route("a@d1.lab")]);
+    let busy = start_all(&mut s, 0);
+    s.agent_reply_scan(0, busy[0], &[b"4.7.1".to_vec()], None);
+    assert_eq!(
+        s.queue_status(b"smtp", b"d1.lab")
+            .unwrap()
+            .dead_reason
+            .unwrap(),
+        b"delivery temporarily suspended: unknown error"
+    );
+    // An invalid status is sanitised to 4.0.0, and stays so for the next crash.
+    add(&mut s, "P2", vec![smtp_route("a@d2.lab")]);
+    let busy = start_all(&mut s, 0);
+    s.agent_reply_scan(0, busy[0], &[b"bogus".to_vec()], None);
+    add(&mut s, "P3", vec![smtp_route("a@d3.lab")]);
+    let busy = start_all(&mut s, 0);
+    s.agent_reply(0, busy[0], None);
+    let triple = "delivery temporarily suspended: delivery temporarily suspended: \
+                  delivery temporarily suspended: unknown error";
+    assert_eq!(
+        s.queue_status(b"smtp", b"d3.lab")
+            .unwrap()
+            .dead_reason
+            .unwrap(),
+        triple.as_bytes()
+    );
+    // New mail for d3.lab is parked behind retry under the sanitised status.
+    add(&mut s, "P4", vec![smtp_route("b@d3.lab")]);
+    assert!(s
+        .queue_status(b"retry", format!("4.0.0 {triple}").as_bytes())
+        .is_some());
 }
 
 #[test]
@@ -621,7 +738,10 @@ fn simulate(seed: u64) -> Result<(), String> {
                     *done.entry(id).or_default() += 1;
                     s.remove_message(m);
                 }
-                Action::DiscardRecipient { .. } | Action::Warn(_) | Action::ReadRecipients(_) => {}
+                Action::DiscardRecipient { .. }
+                | Action::Warn(_)
+                | Action::Info(_)
+                | Action::ReadRecipients(_) => {}
             }
         }
         if pending.is_empty() && busy.is_empty() {
@@ -757,4 +877,291 @@ fn a_large_message_reads_its_next_batch_when_an_entry_is_done_and_few_recipients
     }
     s.assign(3, m, Vec::new());
     assert_eq!(done_messages(&s.take_actions()), vec![m]);
+}
+
+/// The next hop of the entry an agent of `t` gets now.
+fn next_hop(s: &mut Scheduler, now: u64, t: TransportRef) -> (EntryRef, String) {
+    let (e, r) = s.agent_ready(now, t).expect("an entry to send");
+    (e, String::from_utf8_lossy(&r.nexthop).into_owned())
+}
+
+#[test]
+fn destinations_are_served_in_the_c_daemons_rotated_order() {
+    // qmgr_queue_select rotates the list so that the search resumes after the chosen queue:
+    // [after..., before..., chosen]. Window 1 and limit 1, two mails per destination.
+    let mut s = Scheduler::new(SchedConfig::default(), limits_with(1, 1, 50));
+    for round in 0..2 {
+        for d in ["d1", "d2", "d3"] {
+            add(
+                &mut s,
+                &format!("{d}-{round}"),
+                vec![smtp_route(&format!("u{round}@{d}.lab"))],
+            );
+        }
+    }
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (e1, h1) = next_hop(&mut s, 0, t);
+    let (e2, h2) = next_hop(&mut s, 0, t);
+    let (e3, h3) = next_hop(&mut s, 0, t);
+    assert_eq!([h1, h2, h3], ["d1.lab", "d2.lab", "d3.lab"]);
+    // d2 is free again: chosen while d1 (first in the list) is busy.
+    s.agent_reply(1, e2, Some(&ok_reply()));
+    let (_, h) = next_hop(&mut s, 1, t);
+    assert_eq!(h, "d2.lab");
+    // Then d1 and d3 are free: the search resumes after d2, at d3 (moving d2 to the end
+    // alone would give d1).
+    s.agent_reply(2, e1, Some(&ok_reply()));
+    s.agent_reply(2, e3, Some(&ok_reply()));
+    let (_, h) = next_hop(&mut s, 2, t);
+    assert_eq!(h, "d3.lab");
+}
+
+#[test]
+fn transports_are_served_in_the_c_daemons_rotated_order() {
+    // qmgr_transport_select rotates as qmgr_queue_select does. New transports go first:
+    // the list starts as [t3, t2, t1].
+    let mut s = sched();
+    let mail = |s: &mut Scheduler, id: &str, transport: &str| {
+        add(
+            s,
+            id,
+            vec![route_to(transport, "d.lab", &format!("{id}@d.lab"))],
+        );
+    };
+    mail(&mut s, "a1", "t1");
+    mail(&mut s, "a2", "t2");
+    for id in ["a3", "b3", "c3"] {
+        mail(&mut s, id, "t3");
+    }
+    s.drain();
+    let actions = s.take_actions();
+    assert_eq!(connects(&actions), ["t3", "t2", "t1", "t3"]);
+    let (t1, t2, t3) = (
+        transport_of(&actions, "t1").unwrap(),
+        transport_of(&actions, "t2").unwrap(),
+        transport_of(&actions, "t3").unwrap(),
+    );
+    // Now [t2, t1, t3]. t1's agent takes its mail, new mail for t1 and t2 arrives.
+    s.agent_ready(0, t1).unwrap();
+    mail(&mut s, "b1", "t1");
+    // t2 (one pending, one mail) needs no more; t1 is chosen: [t3, t2, t1] (C), not
+    // [t2, t3, t1].
+    s.drain();
+    assert_eq!(connects(&s.take_actions()), ["t1"]);
+    s.agent_ready(0, t3).unwrap();
+    s.agent_ready(0, t3).unwrap();
+    s.agent_ready(0, t2).unwrap();
+    mail(&mut s, "b2", "t2");
+    s.drain();
+    assert_eq!(connects(&s.take_actions()), ["t3", "t2"]);
+}
+
+#[test]
+fn a_dead_destination_moves_its_waiting_mail_to_retry_in_the_c_daemons_order() {
+    // qmgr_defer_todo walks the todo list from its newest end and qmgr_entry_create puts each
+    // moved entry at the newest end of the retry queue: the waiting mail reverses.
+    let mut s = Scheduler::new(SchedConfig::default(), limits_with(1, 20, 50));
+    for i in 0..4 {
+        add(
+            &mut s,
+            &format!("M{i}"),
+            vec![smtp_route(&format!("u{i}@d1.lab"))],
+        );
+    }
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (e, r) = s.agent_ready(0, t).unwrap();
+    assert_eq!(r.queue_id, b"M0");
+    s.agent_reply(0, e, Some(&defer_reply("4.4.1", "refused")));
+    s.drain();
+    let retry = transport_of(&s.take_actions(), "retry").unwrap();
+    let order: Vec<String> = (0..3)
+        .map(|_| {
+            let (e, r) = s.agent_ready(0, retry).unwrap();
+            s.agent_reply(0, e, Some(&defer_reply("", "")));
+            String::from_utf8_lossy(&r.queue_id).into_owned()
+        })
+        .collect();
+    assert_eq!(order, ["M3", "M2", "M1"]);
+
+    // Without retry, the recipients are deferred on the spot in that same order.
+    let mut s = Scheduler::new(SchedConfig::default(), limits_with(1, 20, 50));
+    for i in 0..4 {
+        add(
+            &mut s,
+            &format!("M{i}"),
+            vec![smtp_route(&format!("u{i}@d1.lab"))],
+        );
+    }
+    add(&mut s, "R", vec![route_to("retry", "x", "r@x")]);
+    s.drain();
+    let actions = s.take_actions();
+    let t = transport_of(&actions, "smtp").unwrap();
+    s.agent_unavailable(0, transport_of(&actions, "retry").unwrap());
+    let (e, _) = s.agent_ready(0, t).unwrap();
+    s.take_actions();
+    s.agent_reply(0, e, Some(&defer_reply("4.4.1", "refused")));
+    let deferred: Vec<String> = s
+        .take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::DeferRecipient { recipient, .. } => {
+                Some(String::from_utf8_lossy(&recipient.address).into_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deferred, ["u3@d1.lab", "u2@d1.lab", "u1@d1.lab"]);
+}
+
+fn rate_delayed(delay: i32) -> LimitsLookup {
+    Box::new(move |name: &[u8]| TransportParams {
+        name: String::from_utf8_lossy(name).into_owned(),
+        transport_rate_delay: if name == b"slow" { delay } else { 0 },
+        ..TransportParams::default()
+    })
+}
+
+fn add_flagged(s: &mut Scheduler, id: &str, qflags: u32, routes: Vec<(Recipient, Route)>) {
+    let m = s.add_message(
+        id.as_bytes().to_vec(),
+        envelope("sender@src.lab"),
+        Timeval::default(),
+        qflags,
+    );
+    s.assign(0, m, routes);
+}
+
+#[test]
+fn a_flushed_message_leaves_a_live_transports_rate_lock_alone() {
+    // qmgr_message.c unthrottles a FLUSH_EACH message's transport only when it is dead: the
+    // rate lock of a live transport holds until the delivery in progress completes.
+    let mut s = Scheduler::new(SchedConfig::default(), rate_delayed(10));
+    add(&mut s, "S1", vec![route_to("slow", "d1.lab", "a@d1.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "slow").unwrap();
+    let (e, _) = s.agent_ready(0, t).unwrap();
+    add_flagged(
+        &mut s,
+        "S2",
+        message_flags::FLUSH_EACH,
+        vec![route_to("slow", "d2.lab", "b@d2.lab")],
+    );
+    s.drain();
+    assert!(
+        connects(&s.take_actions()).is_empty(),
+        "one delivery at a time on a rate-delayed transport"
+    );
+    s.agent_reply(1, e, Some(&ok_reply()));
+    s.drain();
+    assert_eq!(connects(&s.take_actions()), ["slow"]);
+}
+
+#[test]
+fn an_agent_without_work_keeps_the_rate_lock_until_a_delivery_completes() {
+    // qmgr_deliver closes an agent that finds no entry without qmgr_transport_unthrottle:
+    // only a completed delivery (or a revived dead transport) releases the rate lock.
+    let mut s = Scheduler::new(SchedConfig::default(), rate_delayed(10));
+    add(&mut s, "S1", vec![route_to("slow", "d1.lab", "a@d1.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "slow").unwrap();
+    let (e, _) = s.agent_ready(0, t).unwrap();
+    assert!(
+        s.agent_ready(0, t).is_none(),
+        "a second agent finds nothing"
+    );
+    add(&mut s, "S2", vec![route_to("slow", "d2.lab", "b@d2.lab")]);
+    s.drain();
+    assert!(connects(&s.take_actions()).is_empty());
+    s.agent_reply(1, e, Some(&ok_reply()));
+    s.drain();
+    assert_eq!(connects(&s.take_actions()), ["slow"]);
+}
+
+fn info_lines(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Info(line) => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn feedback_debug_logs_the_c_daemons_window_lines() {
+    let cfg = SchedConfig {
+        feedback_debug: true,
+        ..SchedConfig::default()
+    };
+    let mut s = Scheduler::new(cfg, limits_with(5, 20, 50));
+    add(&mut s, "W1", vec![smtp_route("a@d1.lab")]);
+    add(&mut s, "W2", vec![smtp_route("b@d1.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (e1, _) = s.agent_ready(0, t).unwrap();
+    s.agent_reply(0, e1, Some(&ok_reply()));
+    assert_eq!(
+        info_lines(&s.take_actions()),
+        [
+            "qmgr_queue_unthrottle: feedback 1",
+            "qmgr_queue_unthrottle: queue d1.lab: limit 20 window 6 success 0 failure 0 fail_cohorts 0",
+        ]
+    );
+    let (e2, _) = s.agent_ready(0, t).unwrap();
+    s.agent_reply(0, e2, Some(&defer_reply("4.4.1", "refused")));
+    assert_eq!(
+        info_lines(&s.take_actions()),
+        [
+            "qmgr_queue_throttle: feedback 1",
+            "qmgr_queue_throttle: queue d1.lab: limit 20 window 4 success 0 failure 1 fail_cohorts 0.166667",
+        ]
+    );
+
+    // A destination that dies and revives; nothing about the retry transport's queues.
+    let cfg = SchedConfig {
+        feedback_debug: true,
+        ..SchedConfig::default()
+    };
+    let mut s = Scheduler::new(cfg, limits_with(1, 20, 50));
+    add(&mut s, "X1", vec![smtp_route("a@d2.lab")]);
+    add(&mut s, "X2", vec![smtp_route("b@d2.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (e, _) = s.agent_ready(0, t).unwrap();
+    s.agent_reply(0, e, Some(&defer_reply("4.4.1", "refused")));
+    let actions = s.take_actions();
+    assert_eq!(
+        info_lines(&actions),
+        ["qmgr_queue_throttle: queue d2.lab: limit 20 window 0 success 0 failure 0 fail_cohorts 1"]
+    );
+    s.drain();
+    let retry = transport_of(&s.take_actions(), "retry").unwrap();
+    let (e, _) = s.agent_ready(0, retry).unwrap();
+    s.agent_reply(0, e, Some(&ok_reply()));
+    assert!(info_lines(&s.take_actions()).is_empty());
+    let (_, timer) = first_timer(actions);
+    s.timer(300, timer);
+    assert_eq!(
+        info_lines(&s.take_actions()),
+        ["qmgr_queue_unthrottle: queue d2.lab: limit 20 window 1 success 0 failure 0 fail_cohorts 0"]
+    );
+}
+
+#[test]
+fn a_crash_keeps_the_rate_lock_as_the_c_daemon_does() {
+    // qmgr_deliver_update's crash path calls no qmgr_transport_unthrottle: a transport with
+    // a transport_rate_delay is stuck after a crash (a C bug kept for parity).
+    let mut s = Scheduler::new(SchedConfig::default(), rate_delayed(10));
+    add(&mut s, "K1", vec![route_to("slow", "d1.lab", "a@d1.lab")]);
+    add(&mut s, "K2", vec![route_to("slow", "d1.lab", "b@d1.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "slow").unwrap();
+    let (e, _) = s.agent_ready(0, t).unwrap();
+    s.agent_reply(0, e, None);
+    s.revive_all();
+    s.drain();
+    assert!(connects(&s.take_actions()).is_empty());
+    assert_eq!(s.queue_status(b"slow", b"d1.lab").unwrap().todo, 1);
 }

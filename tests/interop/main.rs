@@ -6,6 +6,7 @@
 //! Needs root and Postfix. Without them the tests say so and pass, unless
 //! OQMGR_REQUIRE_POSTFIX=1 (as `make test` and CI set), where they fail instead.
 
+mod agents;
 mod lab;
 mod queue;
 
