@@ -212,6 +212,7 @@ impl Daemon {
             lifetimes: Lifetimes::from_params(&params),
             rewrite: RewriteClient::new(
                 REWRITE,
+                &String::from_utf8_lossy(&params.rewrite_service_name),
                 secs(params.ipc_idle),
                 secs(params.ipc_ttl),
                 secs(params.ipc_timeout),
