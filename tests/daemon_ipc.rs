@@ -233,3 +233,32 @@ fn the_same_question_twice_in_a_row_is_asked_once() {
     );
     assert_eq!(w.agent("smtp").requests().len(), 3);
 }
+
+/// mail_params_init checks default_privs, mail_owner, setgid_group and their overlap, in that
+/// order, and any failure is fatal at start-up.
+#[test]
+fn bad_default_privs_or_setgid_group_are_fatal_at_start_up() {
+    let owner = common::queue_dir::mail_owner_name();
+    let cases = [
+        (
+            vec![("default_privs", "root")],
+            "parameter default_privs: user root has privileged user ID".to_string(),
+        ),
+        (
+            vec![("setgid_group", "no-such-group-oqmgr")],
+            "parameter setgid_group: unknown group name: no-such-group-oqmgr".to_string(),
+        ),
+        (
+            vec![("default_privs", owner.as_str())],
+            format!("parameters default_privs and mail_owner specify the same user {owner}"),
+        ),
+    ];
+    for (params, fatal) in cases {
+        let mut w = World::with_params(&params);
+        w.start();
+        let line = w.expect_log(&fatal, T);
+        assert!(line.contains("fatal: file "), "{line}");
+        let status = w.master().wait_exit(T).expect("exit");
+        assert_eq!(status.code(), Some(1));
+    }
+}
