@@ -208,10 +208,12 @@ fn the_same_question_twice_in_a_row_is_asked_once() {
     let first = w.drop_message("sender@src.lab", &["a@d1.lab"]);
     w.start();
     w.expect_log(&format!("{first}: removed"), T);
+    // One at a time, so that the order of the questions is known.
     let second = w.drop_message("sender@src.lab", &["a@d1.lab"]);
-    let third = w.drop_message("other@src.lab", &["a@d1.lab"]);
     w.master().trigger(b"I").expect("trigger");
     w.expect_log(&format!("{second}: removed"), T);
+    let third = w.drop_message("other@src.lab", &["a@d1.lab"]);
+    w.master().trigger(b"I").expect("trigger");
     w.expect_log(&format!("{third}: removed"), T);
     let asked: Vec<(String, String)> = w
         .rewrite
