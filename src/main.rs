@@ -134,8 +134,13 @@ fn main() {
         maillog::fatal("do not run this command by hand");
     }
     let mail_owner = String::from_utf8_lossy(&params.mail_owner).into_owned();
-    if let Err(e) = process::check_mail_owner(config.config_dir(), &mail_owner) {
-        maillog::fatal(&e.to_string());
+    if let Err(text) = process::check_accounts(
+        config.config_dir(),
+        &mail_owner,
+        &String::from_utf8_lossy(&params.default_privs),
+        &String::from_utf8_lossy(&params.setgid_group),
+    ) {
+        maillog::fatal(&text);
     }
     if options.service_type == Some(oqmgr::master::options::ServiceType::Pass) {
         maillog::fatal("unsupported transport type: pass");

@@ -316,7 +316,11 @@ fn a_trivial_rewrite_outage_holds_one_message_in_memory_and_loses_nothing() {
         .map(|_| w.drop_message("sender@src.lab", &["a@d1.lab", "b@d1.lab", "c@d1.lab"]))
         .collect();
     w.start();
-    w.expect_log("warning: problem talking to service rewrite", T);
+    // As mail_connect_wait: a warning per failed connect, the next one 10 s later.
+    w.expect_log(
+        "warning: connect #1 to subsystem private/rewrite: No such file or directory",
+        T,
+    );
     std::thread::sleep(Duration::from_millis(500));
     // As with the C daemon's synchronous resolver: one message waits in active/, the rest
     // stay on disk instead of filling memory up to qmgr_message_active_limit.

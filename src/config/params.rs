@@ -200,6 +200,8 @@ param_table! {
     mail_name: Str = Text("Postfix"), 1, 0;
     syslog_name: Str = Text("${multi_instance_name?{$multi_instance_name}:{postfix}}"), 1, 0;
     mail_owner: Str = Text("postfix"), 1, 0;
+    setgid_group: Str = Text("postdrop"), 1, 0;
+    default_privs: Str = Text("nobody"), 1, 0;
     mydestination: Str = Text("$myhostname, localhost.$mydomain, localhost"), 0, 0;
     myorigin: Str = Text("$myhostname"), 1, 0;
     relayhost: Str = Text(""), 0, 0;

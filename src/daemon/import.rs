@@ -257,10 +257,12 @@ impl Daemon {
         for (index, recipient) in loading.recipients.iter().enumerate() {
             let tag = RewriteTag { message: m, index };
             if let Some(address) = &redirect {
+                // As rewrite_clnt_internal: the address goes out in external (quoted) form;
+                // the answer is unquoted in on_answer.
                 self.rewrite.submit(
                     tag,
                     Query::Rewrite {
-                        address: address.clone(),
+                        address: crate::proto::address::quote_822_local(address),
                     },
                 );
                 loading.outstanding += 1;
@@ -302,38 +304,74 @@ impl Daemon {
         self.run_actions(now);
     }
 
-    /// Sends the next query when the connection is free; closes an idle connection.
+    /// Sends the next query when the connection is free (answering repeated questions from
+    /// the cache); closes an idle connection.
     pub(super) fn pump_rewrite(&mut self) {
-        let now = std::time::Instant::now();
-        if self.rewrite.overdue(now) {
-            self.rewrite_trouble(RewriteTrouble::TimedOut);
+        loop {
+            let now = std::time::Instant::now();
+            if self.rewrite.overdue(now) {
+                self.rewrite_trouble(RewriteTrouble::TimedOut);
+            }
+            let mut answers = Vec::new();
+            let result = self.rewrite.pump(
+                now,
+                std::path::Path::new(""),
+                self.poll.registry(),
+                &mut answers,
+            );
+            if let Err(trouble) = result {
+                self.rewrite_trouble(trouble);
+            }
+            if answers.is_empty() {
+                break;
+            }
+            // Cached answers may lead to new questions (a redirect's resolve): go round.
+            let secs = super::now_secs();
+            for (tag, _query, answer) in answers {
+                self.on_answer(secs, tag, answer);
+            }
         }
-        let registry = self.poll.registry();
-        if let Err(trouble) = self.rewrite.pump(now, std::path::Path::new(""), registry) {
-            self.rewrite_trouble(trouble);
-        }
-        self.rewrite.expire(now, self.poll.registry());
+        self.rewrite
+            .expire(std::time::Instant::now(), self.poll.registry());
     }
 
+    /// A failed exchange with trivial-rewrite, logged as resolve_clnt/rewrite_clnt do; a failed
+    /// connect as mail_connect_wait does (fatal the 11th time in a row).
     fn rewrite_trouble(&mut self, trouble: RewriteTrouble) {
-        let text = match &trouble {
-            RewriteTrouble::Connect(e) => crate::maillog::strerror(e),
-            RewriteTrouble::Conn(e) => e.to_string(),
-            RewriteTrouble::TimedOut => "Connection timed out".to_string(),
-            RewriteTrouble::BadAnnouncement | RewriteTrouble::BadReply => {
-                "malformed response".to_string()
+        let now = std::time::Instant::now();
+        if let RewriteTrouble::Connect(e) = &trouble {
+            let count = self.rewrite.connect_failed(now);
+            let text = format!(
+                "connect #{count} to subsystem {}: {}",
+                self.rewrite.path(),
+                crate::maillog::strerror(e)
+            );
+            if count >= super::rewrite::CONNECT_FATAL_ATTEMPT {
+                fatal(&text);
             }
-        };
-        warn!("problem talking to service rewrite: {text}");
-        self.rewrite
-            .reset(std::time::Instant::now(), self.poll.registry());
+            warn!("{text}");
+            return;
+        }
+        if let Some(line) = trouble.first_warning() {
+            warn!("{line}");
+        }
+        let attempt = self.rewrite.reset(now, self.poll.registry());
+        if trouble.worth_logging(attempt) {
+            warn!(
+                "problem talking to service {}: {}",
+                String::from_utf8_lossy(&self.params.rewrite_service_name),
+                trouble.strerror()
+            );
+        }
     }
 
     pub(super) fn on_rewrite_ready(&mut self, now: u64) {
         let mut answers = Vec::new();
-        let result = self
-            .rewrite
-            .on_ready(std::time::Instant::now(), &mut answers);
+        let result = self.rewrite.on_ready(
+            std::time::Instant::now(),
+            self.poll.registry(),
+            &mut answers,
+        );
         for (tag, _query, answer) in answers {
             self.on_answer(now, tag, answer);
         }

@@ -215,6 +215,7 @@ impl Daemon {
             lifetimes: Lifetimes::from_params(&params),
             rewrite: RewriteClient::new(
                 REWRITE,
+                &String::from_utf8_lossy(&params.rewrite_service_name),
                 secs(params.ipc_idle),
                 secs(params.ipc_ttl),
                 secs(params.ipc_timeout),
@@ -275,13 +276,12 @@ impl Daemon {
     /// Runs until master goes away (reload or stop), then exits 0.
     pub fn run(mut self) -> ! {
         let mut events = Events::with_capacity(256);
-        if let Some(w) = &self.watchdog {
-            w.start();
-        }
         loop {
-            // The alarm re-arms itself; each pass only resets the trip count (no syscall).
+            // As the C trigger server's loop (watchdog_start before each qmgr_loop and
+            // event_loop): re-arm the alarm every pass, so a pass that gets stuck dies a full
+            // qmgr_daemon_timeout after it began, not at the alarm's next steps.
             if let Some(w) = &self.watchdog {
-                w.pat();
+                w.start();
             }
             let now = now_secs();
             if self.trigger_backlog {

@@ -1,7 +1,11 @@
-//! The trivial-rewrite client: one persistent connection to `private/rewrite`, closed after
-//! `ipc_idle` idle seconds or `ipc_ttl` of age, re-opened on demand; after a failure the
+//! The trivial-rewrite client (the C daemon's resolve_clnt and rewrite_clnt): one persistent
+//! connection to `private/<rewrite_service_name>`, closed after `ipc_idle` idle seconds, after
+//! `ipc_ttl` of age, or when a reply's server flags ask for it (trivial-rewrite does so when
+//! its tables changed, so that it can be replaced); re-opened on demand. After a failure the
 //! unanswered request is sent again on a new connection a second later, as Postfix's client
-//! retries forever.
+//! retries forever; a failed connect is retried every 10 s and is fatal the 11th time
+//! (mail_connect_wait). Like the C clients, each keeps a one-entry cache of its last answer
+//! for 30 s.
 //!
 //! One request at a time: trivial-rewrite serves one request per readable event, so requests
 //! written back to back would sit in its input buffer until the next write. The loop does not
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant};
 use mio::{Interest, Registry, Token};
 
 use super::conn::{Conn, ConnError};
-use crate::proto::attr::AttrList;
+use crate::proto::attr::{AttrError, AttrList};
 use crate::proto::protocol::Protocol;
 use crate::proto::rewrite::{
     ResolveClass, ResolveReply, ResolveRequest, RewriteReply, RewriteRequest,
@@ -62,36 +66,136 @@ impl Query {
         }
     }
 
-    fn decode(&self, list: &AttrList) -> Option<Answer> {
+    /// The reply as the C clients take it: its server flags, and the answer or why it is
+    /// refused.
+    fn decode(&self, list: &AttrList) -> Result<(u32, Answer), RewriteTrouble> {
+        let malformed = |e: AttrError| RewriteTrouble::BadReply(e.warning(REWRITE_PATH_FOR_LOGS));
         match self {
-            Query::Resolve { address, .. } => {
-                let reply = ResolveReply::decode(list).ok()?;
-                // Postfix's client refuses an empty transport, or an empty recipient for a
-                // non-empty address, and asks again.
-                if reply.transport.is_empty() || (reply.recipient.is_empty() && !address.is_empty())
-                {
-                    return None;
-                }
-                Some(Answer::Resolve(reply))
+            Query::Resolve { .. } => {
+                let reply = ResolveReply::decode(list).map_err(malformed)?;
+                Ok((reply.server_flags, Answer::Resolve(reply)))
             }
-            Query::Rewrite { .. } => RewriteReply::decode(list).ok().map(Answer::Rewrite),
+            Query::Rewrite { .. } => {
+                let reply = RewriteReply::decode(list).map_err(malformed)?;
+                Ok((reply.server_flags, Answer::Rewrite(reply)))
+            }
+        }
+    }
+
+    /// resolve_clnt refuses an empty transport, or an empty recipient for a non-empty address,
+    /// with a warning, and asks again a second later.
+    fn null_result(&self, answer: &Answer) -> Option<String> {
+        let (Query::Resolve { address, .. }, Answer::Resolve(reply)) = (self, answer) else {
+            return None;
+        };
+        let shown = String::from_utf8_lossy(address);
+        if reply.transport.is_empty() {
+            Some(format!(
+                "resolve_clnt: null transport result for: <{shown}>"
+            ))
+        } else if reply.recipient.is_empty() && !address.is_empty() {
+            Some(format!(
+                "resolve_clnt: null recipient result for: <{shown}>"
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Whether a cached answer to `self` may be used: the C clients never cache an empty
+    /// resolve address.
+    fn cacheable(&self) -> bool {
+        match self {
+            Query::Resolve { address, .. } => !address.is_empty(),
+            Query::Rewrite { .. } => true,
         }
     }
 }
 
+/// How the C clients' warnings name the stream (mail_connect's VSTREAM path).
+const REWRITE_PATH_FOR_LOGS: &str = "private/rewrite";
+
+/// How long a cached answer is good for (the C clients' `last_expire`).
+const CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// Pause between failed connects, and the failure that is fatal (mail_connect_wait).
+pub const CONNECT_RETRY: Duration = Duration::from_secs(10);
+pub const CONNECT_FATAL_ATTEMPT: u32 = 11;
+
 /// What went wrong with the connection (for the `problem talking to service rewrite` line).
 #[derive(Debug)]
 pub enum RewriteTrouble {
+    /// The connect itself failed (mail_connect_wait's `connect #N` lines).
     Connect(std::io::Error),
+    /// Registering the new connection with the poll failed.
+    Register(std::io::Error),
     Conn(ConnError),
-    BadAnnouncement,
-    BadReply,
+    /// With attr_scan's warning.
+    BadAnnouncement(String),
+    BadReply(String),
     /// No announcement or answer within ipc_timeout.
     TimedOut,
+    /// resolve_clnt's `null transport/recipient result` warning.
+    NullResult(String),
+}
+
+impl RewriteTrouble {
+    /// The warning the attribute reader (or resolve_clnt) logs before the client decides
+    /// whether to complain.
+    pub fn first_warning(&self) -> Option<String> {
+        match self {
+            RewriteTrouble::Conn(ConnError::Eof) => Some(format!(
+                "premature end-of-input on {REWRITE_PATH_FOR_LOGS} while reading input attribute name"
+            )),
+            RewriteTrouble::Conn(ConnError::Attr(e)) => Some(e.warning(REWRITE_PATH_FOR_LOGS)),
+            RewriteTrouble::BadAnnouncement(w)
+            | RewriteTrouble::BadReply(w)
+            | RewriteTrouble::NullResult(w) => Some(w.clone()),
+            _ => None,
+        }
+    }
+
+    /// The errno the C client sees after the failed exchange: 0 for an end of file or bad
+    /// data (nothing set it), the system error otherwise.
+    fn errno(&self) -> i32 {
+        match self {
+            RewriteTrouble::Connect(e)
+            | RewriteTrouble::Register(e)
+            | RewriteTrouble::Conn(ConnError::Io(e)) => e.raw_os_error().unwrap_or(0),
+            RewriteTrouble::TimedOut => libc::ETIMEDOUT,
+            _ => 0,
+        }
+    }
+
+    /// The `%m` of the `problem talking to service` line.
+    pub fn strerror(&self) -> String {
+        crate::maillog::strerror(&std::io::Error::from_raw_os_error(self.errno()))
+    }
+
+    /// As resolve_clnt and rewrite_clnt: `problem talking to service` is logged from the
+    /// second attempt at the same request on, or at once for an error other than EPIPE or
+    /// ENOENT; a plain end of file (errno 0) on the first attempt is not logged. A null
+    /// result has its own warning only.
+    pub fn worth_logging(&self, attempt: u32) -> bool {
+        if matches!(self, RewriteTrouble::NullResult(_)) {
+            return false;
+        }
+        let errno = self.errno();
+        attempt > 1 || (errno != 0 && errno != libc::EPIPE && errno != libc::ENOENT)
+    }
+}
+
+/// The last network answer to one kind of query (resolve_clnt's or rewrite_clnt's `last_*`).
+struct CachedAnswer {
+    query: Query,
+    answer: Answer,
+    expires: Instant,
 }
 
 /// The client. `T` tags each query so the caller can match answers.
 pub struct RewriteClient<T> {
+    /// `private/<rewrite_service_name>`.
+    path: String,
     conn: Option<Conn>,
     announced: bool,
     sent: VecDeque<(T, Query)>,
@@ -109,12 +213,25 @@ pub struct RewriteClient<T> {
     timeout: Duration,
     /// Since when we have been waiting for the server (announcement or answer).
     waiting_since: Option<Instant>,
+    /// Failed attempts at the request at the head of the queue (resolve_clnt's `count`).
+    attempts: u32,
+    /// Failed connects in a row (mail_connect_wait's `count`).
+    connect_failures: u32,
+    last_resolve: Option<CachedAnswer>,
+    last_rewrite: Option<CachedAnswer>,
 }
 
 impl<T> RewriteClient<T> {
-    pub fn new(token: Token, idle: Duration, ttl: Duration, timeout: Duration) -> Self {
+    pub fn new(
+        token: Token,
+        service: &str,
+        idle: Duration,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Self {
         let now = Instant::now();
         RewriteClient {
+            path: format!("private/{service}"),
             conn: None,
             announced: false,
             sent: VecDeque::new(),
@@ -128,7 +245,16 @@ impl<T> RewriteClient<T> {
             write_interest: false,
             timeout,
             waiting_since: None,
+            attempts: 0,
+            connect_failures: 0,
+            last_resolve: None,
+            last_rewrite: None,
         }
+    }
+
+    /// `private/<rewrite_service_name>`, as connect warnings name it.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// Keeps `waiting_since` in step: set while the server owes us something.
@@ -165,24 +291,61 @@ impl<T> RewriteClient<T> {
         self.unsent.push_back((tag, query));
     }
 
-    /// Connects when there is work, sends what can be sent. Call after submitting and
-    /// whenever the socket is ready.
+    fn cache_slot(&mut self, query: &Query) -> &mut Option<CachedAnswer> {
+        match query {
+            Query::Resolve { .. } => &mut self.last_resolve,
+            Query::Rewrite { .. } => &mut self.last_rewrite,
+        }
+    }
+
+    /// The cached answer to `query`, if it is the last one asked and younger than 30 s.
+    fn cached(&mut self, now: Instant, query: &Query) -> Option<Answer> {
+        if !query.cacheable() {
+            return None;
+        }
+        match self.cache_slot(query) {
+            Some(c) if now < c.expires && c.query == *query => Some(c.answer.clone()),
+            _ => None,
+        }
+    }
+
+    /// Answers queued queries from the cache while the head of the queue is a hit, as the C
+    /// clients answer a repeated question without asking the server.
+    fn answer_from_cache(&mut self, now: Instant, answers: &mut Vec<(T, Query, Answer)>) {
+        if !self.sent.is_empty() {
+            return;
+        }
+        while let Some((_, query)) = self.unsent.front() {
+            let query = query.clone();
+            let Some(answer) = self.cached(now, &query) else {
+                return;
+            };
+            if let Some((tag, query)) = self.unsent.pop_front() {
+                answers.push((tag, query, answer));
+            }
+        }
+    }
+
+    /// Connects when there is work, sends what can be sent; questions the cache answers come
+    /// back in `answers`. Call after submitting and whenever the socket is ready.
     pub fn pump(
         &mut self,
         now: Instant,
         base: &Path,
         registry: &Registry,
+        answers: &mut Vec<(T, Query, Answer)>,
     ) -> Result<(), RewriteTrouble> {
+        self.answer_from_cache(now, answers);
         if self.conn.is_none() {
             if self.unsent.is_empty() || self.retry_at.is_some_and(|t| now < t) {
                 return Ok(());
             }
             self.retry_at = None;
-            let mut conn =
-                Conn::connect(base, "private/rewrite").map_err(RewriteTrouble::Connect)?;
+            let mut conn = Conn::connect(base, &self.path).map_err(RewriteTrouble::Connect)?;
+            self.connect_failures = 0;
             registry
                 .register(&mut conn.stream, self.token, Interest::READABLE)
-                .map_err(RewriteTrouble::Connect)?;
+                .map_err(RewriteTrouble::Register)?;
             self.conn = Some(conn);
             self.write_interest = false;
             self.announced = false;
@@ -218,7 +381,7 @@ impl<T> RewriteClient<T> {
             };
             registry
                 .reregister(&mut conn.stream, self.token, interest)
-                .map_err(RewriteTrouble::Connect)?;
+                .map_err(RewriteTrouble::Register)?;
         }
         Ok(())
     }
@@ -227,37 +390,65 @@ impl<T> RewriteClient<T> {
     pub fn on_ready(
         &mut self,
         now: Instant,
+        registry: &Registry,
         answers: &mut Vec<(T, Query, Answer)>,
     ) -> Result<(), RewriteTrouble> {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
         conn.fill().map_err(RewriteTrouble::Conn)?;
-        while let Some(list) = conn.next_list() {
+        while let Some(list) = self.conn.as_mut().and_then(Conn::next_list) {
             if !self.announced {
                 Protocol::TrivialRewrite
                     .check_announcement(&list)
-                    .map_err(|_| RewriteTrouble::BadAnnouncement)?;
+                    .map_err(|e| {
+                        RewriteTrouble::BadAnnouncement(e.warning(REWRITE_PATH_FOR_LOGS))
+                    })?;
                 self.announced = true;
                 continue;
             }
             let Some((tag, query)) = self.sent.pop_front() else {
-                return Err(RewriteTrouble::BadReply);
+                return Err(RewriteTrouble::BadReply(format!(
+                    "unexpected input from {REWRITE_PATH_FOR_LOGS}"
+                )));
             };
-            match query.decode(&list) {
-                Some(answer) => answers.push((tag, query, answer)),
-                None => {
+            let (server_flags, answer) = match query.decode(&list) {
+                Ok(decoded) => decoded,
+                Err(trouble) => {
                     self.sent.push_front((tag, query));
-                    return Err(RewriteTrouble::BadReply);
+                    return Err(trouble);
                 }
-            }
+            };
             self.last_used = now;
+            if server_flags != 0 {
+                // The server asks us to go away (its tables changed): the next request
+                // opens a new connection, without the pause that follows a failure.
+                self.disconnect(registry);
+            }
+            if let Some(warning) = query.null_result(&answer) {
+                self.sent.push_front((tag, query));
+                return Err(RewriteTrouble::NullResult(warning));
+            }
+            self.attempts = 0;
+            if query.cacheable() {
+                *self.cache_slot(&query) = Some(CachedAnswer {
+                    query: query.clone(),
+                    answer: answer.clone(),
+                    expires: now + CACHE_TTL,
+                });
+            }
+            answers.push((tag, query, answer));
+            if server_flags != 0 {
+                return Ok(());
+            }
         }
+        let Some(conn) = self.conn.as_ref() else {
+            return Ok(());
+        };
         if conn.at_eof() {
             if self.sent.is_empty() && self.unsent.is_empty() && self.announced {
                 // The server closed an idle connection: reconnect on demand.
-                self.conn = None;
-                self.waiting_since = None;
+                self.disconnect(registry);
                 return Ok(());
             }
             return Err(RewriteTrouble::Conn(ConnError::Eof));
@@ -266,9 +457,8 @@ impl<T> RewriteClient<T> {
         Ok(())
     }
 
-    /// After trouble: drop the connection, keep every unanswered query (in order) for the next
-    /// connection, which is attempted no sooner than a second from now.
-    pub fn reset(&mut self, now: Instant, registry: &Registry) {
+    /// Closes the connection; queries not yet answered go back to the queue.
+    fn disconnect(&mut self, registry: &Registry) {
         if let Some(mut conn) = self.conn.take() {
             let _ = registry.deregister(&mut conn.stream);
         }
@@ -277,7 +467,23 @@ impl<T> RewriteClient<T> {
         }
         self.announced = false;
         self.waiting_since = None;
+    }
+
+    /// After trouble: drop the connection, keep every unanswered query (in order) for the next
+    /// connection, which is attempted no sooner than a second from now. Returns which attempt
+    /// at the request in hand this was (1 for the first).
+    pub fn reset(&mut self, now: Instant, registry: &Registry) -> u32 {
+        self.disconnect(registry);
         self.retry_at = Some(now + Duration::from_secs(1));
+        self.attempts = self.attempts.saturating_add(1);
+        self.attempts
+    }
+
+    /// After a failed connect: the next one in 10 s. Returns the number of failures in a row.
+    pub fn connect_failed(&mut self, now: Instant) -> u32 {
+        self.retry_at = Some(now + CONNECT_RETRY);
+        self.connect_failures = self.connect_failures.saturating_add(1);
+        self.connect_failures
     }
 
     /// Closes an idle (`ipc_idle`) or old (`ipc_ttl`) connection with nothing in flight.
@@ -290,9 +496,7 @@ impl<T> RewriteClient<T> {
         let idle_at = self.last_used + self.idle;
         let ttl_at = self.opened + self.ttl;
         if now >= idle_at || now >= ttl_at {
-            if let Some(mut conn) = self.conn.take() {
-                let _ = registry.deregister(&mut conn.stream);
-            }
+            self.disconnect(registry);
             return None;
         }
         Some(idle_at.min(ttl_at))

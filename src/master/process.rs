@@ -204,6 +204,83 @@ pub fn check_mail_owner(config_dir: &str, mail_owner: &str) -> Result<Owner, Mai
     })
 }
 
+/// mail_params_init's checks of the three accounts, in its order (check_default_privs,
+/// check_mail_owner, check_sgid_group, check_overlap); the error is the C fatal text.
+pub fn check_accounts(
+    config_dir: &str,
+    mail_owner: &str,
+    default_privs: &str,
+    setgid_group: &str,
+) -> Result<Owner, String> {
+    let file = format!("file {config_dir}/main.cf");
+    let privs = User::from_name(default_privs)
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            format!("{file}: parameter default_privs: unknown user name value: {default_privs}")
+        })?;
+    if privs.uid.is_root() {
+        return Err(format!(
+            "{file}: parameter default_privs: user {default_privs} has privileged user ID"
+        ));
+    }
+    if privs.gid.as_raw() == 0 {
+        return Err(format!(
+            "{file}: parameter default_privs: user {default_privs} has privileged group ID"
+        ));
+    }
+    let owner = check_mail_owner(config_dir, mail_owner).map_err(|e| e.to_string())?;
+    let group = nix::unistd::Group::from_name(setgid_group)
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            format!("{file}: parameter setgid_group: unknown group name: {setgid_group}")
+        })?;
+    let sgid = group.gid.as_raw();
+    if sgid == 0 {
+        return Err(format!(
+            "{file}: parameter setgid_group: group {setgid_group} has privileged group ID"
+        ));
+    }
+    if let Ok(Some(first)) = nix::unistd::Group::from_gid(group.gid) {
+        if first.name != setgid_group {
+            return Err(format!(
+                "{file}: parameter setgid_group: group {setgid_group} has same group ID as {}",
+                first.name
+            ));
+        }
+    }
+    let (privs_uid, privs_gid) = (privs.uid.as_raw(), privs.gid.as_raw());
+    if default_privs == mail_owner {
+        return Err(format!(
+            "{file}: parameters default_privs and mail_owner specify the same user {default_privs}"
+        ));
+    }
+    if privs_uid == owner.uid {
+        return Err(format!(
+            "{file}: parameters default_privs and mail_owner: users {default_privs} and {mail_owner} have the same user ID: {}",
+            owner.uid
+        ));
+    }
+    if privs_gid == owner.gid {
+        return Err(format!(
+            "{file}: parameters default_privs and mail_owner: users {default_privs} and {mail_owner} have the same group ID: {}",
+            owner.gid
+        ));
+    }
+    if privs_gid == sgid {
+        return Err(format!(
+            "{file}: parameters default_privs and setgid_group: user {default_privs} and group {setgid_group} have the same group ID: {sgid}"
+        ));
+    }
+    if owner.gid == sgid {
+        return Err(format!(
+            "{file}: parameters mail_owner and setgid_group: user {mail_owner} and group {setgid_group} have the same group ID: {sgid}"
+        ));
+    }
+    Ok(owner)
+}
+
 /// A failed step of the privilege drop, worded as Postfix's chroot_uid().
 #[derive(Debug)]
 pub enum PrivilegeError {
@@ -470,5 +547,65 @@ mod tests {
         let rc = unsafe { libc::sigaction(libc::SIGXFSZ, std::ptr::null(), &mut old) };
         assert_eq!(rc, 0);
         assert_eq!(old.sa_sigaction, libc::SIG_IGN);
+    }
+
+    fn accounts(owner: &str, privs: &str, group: &str) -> Result<Owner, String> {
+        check_accounts("/etc/postfix", owner, privs, group)
+    }
+
+    #[test]
+    fn default_privs_and_setgid_group_are_checked_in_the_c_order() {
+        // Debian's accounts: postfix (uid 102, group postfix), nobody/nogroup, group postdrop.
+        if User::from_name("postfix").ok().flatten().is_none()
+            || nix::unistd::Group::from_name("postdrop")
+                .ok()
+                .flatten()
+                .is_none()
+        {
+            return;
+        }
+        assert!(accounts("postfix", "nobody", "postdrop").is_ok());
+        // default_privs is looked at before mail_owner.
+        assert_eq!(
+            accounts("no-such-user-oqmgr", "no-such-privs-oqmgr", "postdrop").unwrap_err(),
+            "file /etc/postfix/main.cf: parameter default_privs: unknown user name value: no-such-privs-oqmgr"
+        );
+        assert_eq!(
+            accounts("postfix", "root", "postdrop").unwrap_err(),
+            "file /etc/postfix/main.cf: parameter default_privs: user root has privileged user ID"
+        );
+        // mail_owner before setgid_group.
+        assert_eq!(
+            accounts("root", "nobody", "no-such-group-oqmgr").unwrap_err(),
+            "file /etc/postfix/main.cf: parameter mail_owner: user root has privileged user ID"
+        );
+        assert_eq!(
+            accounts("postfix", "nobody", "no-such-group-oqmgr").unwrap_err(),
+            "file /etc/postfix/main.cf: parameter setgid_group: unknown group name: no-such-group-oqmgr"
+        );
+        assert_eq!(
+            accounts("postfix", "nobody", "root").unwrap_err(),
+            "file /etc/postfix/main.cf: parameter setgid_group: group root has privileged group ID"
+        );
+        assert_eq!(
+            accounts("nobody", "nobody", "postdrop").unwrap_err(),
+            "file /etc/postfix/main.cf: parameters default_privs and mail_owner specify the same user nobody"
+        );
+        let nogroup = nix::unistd::Group::from_gid(Gid::from_raw(65534))
+            .ok()
+            .flatten();
+        if let Some(nogroup) = nogroup {
+            assert_eq!(
+                accounts("postfix", "nobody", &nogroup.name).unwrap_err(),
+                format!("file /etc/postfix/main.cf: parameters default_privs and setgid_group: user nobody and group {0} have the same group ID: 65534", nogroup.name)
+            );
+        }
+        let postfix_gid = User::from_name("postfix").unwrap().unwrap().gid;
+        if let Some(group) = nix::unistd::Group::from_gid(postfix_gid).ok().flatten() {
+            assert_eq!(
+                accounts("postfix", "nobody", &group.name).unwrap_err(),
+                format!("file /etc/postfix/main.cf: parameters mail_owner and setgid_group: user postfix and group {0} have the same group ID: {1}", group.name, postfix_gid)
+            );
+        }
     }
 }

@@ -62,6 +62,10 @@ struct State {
     routes: Routes,
     /// Close the connection after this many replies on it.
     close_after: Option<usize>,
+    /// The first `flags` of every reply (non-zero asks the client to reconnect).
+    server_flags: u32,
+    /// Hang up instead of answering this many requests (the client must ask again).
+    hang_ups: usize,
 }
 
 /// The fake trivial-rewrite; stops on drop.
@@ -101,6 +105,11 @@ fn route(routes: &Routes, address: &[u8]) -> Resolution {
 impl FakeRewrite {
     /// Serves `private/rewrite` of the instance; default transport `smtp`.
     pub fn start(dir: &FakeQueueDir) -> FakeRewrite {
+        FakeRewrite::start_named(dir, "rewrite")
+    }
+
+    /// Serves `private/<service>` (for rewrite_service_name).
+    pub fn start_named(dir: &FakeQueueDir, service: &str) -> FakeRewrite {
         let state = Arc::new(Mutex::new(State {
             calls: Vec::new(),
             errors: Vec::new(),
@@ -112,10 +121,12 @@ impl FakeRewrite {
                 by_domain: HashMap::new(),
             },
             close_after: None,
+            server_flags: 0,
+            hang_ups: 0,
         }));
         let handler_state = state.clone();
         let server = Server::start(
-            &dir.private("rewrite"),
+            &dir.private(service),
             Arc::new(move |conn| serve(conn, &handler_state)),
         )
         .expect("start fake rewrite");
@@ -167,6 +178,17 @@ impl FakeRewrite {
         self.with(|s| s.close_after = n);
     }
 
+    /// The first `flags` of every reply from now on (trivial-rewrite sets 1 when its tables
+    /// changed, asking the client to reconnect).
+    pub fn set_server_flags(&self, flags: u32) {
+        self.with(|s| s.server_flags = flags);
+    }
+
+    /// Close the connection instead of answering the next `n` requests (they are recorded).
+    pub fn hang_up_on_next(&self, n: usize) {
+        self.with(|s| s.hang_ups = n);
+    }
+
     /// Every request served so far.
     pub fn calls(&self) -> Vec<RewriteCall> {
         self.with(|s| s.calls.clone())
@@ -209,9 +231,9 @@ impl FakeRewrite {
 fn answer(state: &Arc<Mutex<State>>, list: &AttrList) -> Result<Vec<u8>, String> {
     let request = list.get("request").unwrap_or_default().to_vec();
     // Test functions run without the lock held, so they may call back into the fake.
-    let (resolver, rewriter) = {
+    let (resolver, rewriter, server_flags) = {
         let s = state.lock().map_err(|e| e.to_string())?;
-        (s.resolver.clone(), s.rewriter.clone())
+        (s.resolver.clone(), s.rewriter.clone(), s.server_flags)
     };
     let record = |call: RewriteCall| {
         if let Ok(mut s) = state.lock() {
@@ -232,7 +254,7 @@ fn answer(state: &Arc<Mutex<State>>, list: &AttrList) -> Result<Vec<u8>, String>
         };
         record(RewriteCall::Rewrite(req));
         Ok(RewriteReply {
-            server_flags: 0,
+            server_flags,
             address,
         }
         .to_bytes())
@@ -247,7 +269,7 @@ fn answer(state: &Arc<Mutex<State>>, list: &AttrList) -> Result<Vec<u8>, String>
         };
         record(RewriteCall::Resolve(req));
         Ok(ResolveReply {
-            server_flags: 0,
+            server_flags,
             transport: res.transport,
             nexthop: res.nexthop,
             recipient: res.recipient,
@@ -268,7 +290,16 @@ fn serve(mut conn: Conn, state: &Arc<Mutex<State>>) {
     }
     let mut replies = 0;
     while let Ok(list) = conn.next_list_per_read() {
-        match answer(state, &list) {
+        let hang_up = state.lock().is_ok_and(|mut s| {
+            let hang_up = s.hang_ups > 0;
+            s.hang_ups = s.hang_ups.saturating_sub(1);
+            hang_up
+        });
+        let reply = answer(state, &list);
+        if hang_up {
+            return;
+        }
+        match reply {
             Ok(reply) => {
                 if conn.send(&reply).is_err() {
                     return;

@@ -9,6 +9,7 @@
 mod agents;
 mod lab;
 mod queue;
+mod rewrite;
 
 use std::path::Path;
 
