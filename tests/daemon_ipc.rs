@@ -264,3 +264,44 @@ fn bad_default_privs_or_setgid_group_are_fatal_at_start_up() {
         assert_eq!(status.code(), Some(1));
     }
 }
+
+/// The C daemon writes a delivery request blocking, bounded by qmgr_ipc_timeout: an agent that
+/// announces itself and then reads nothing costs that long, then `write to process` with a
+/// time-out, and the transport's mail goes to retry as for any unavailable transport.
+#[test]
+fn a_request_the_agent_never_reads_times_out_after_qmgr_ipc_timeout_and_goes_to_retry() {
+    let mut w = World::with_params(&[
+        ("qmgr_ipc_timeout", "2s"),
+        ("smtp_destination_recipient_limit", "1000"),
+    ]);
+    w.add_agent("smtp", Behaviour::Stall);
+    w.add_agent("retry", Behaviour::DeferPerRecipient);
+    // 400 recipients of 1000 bytes: one request far larger than a socket buffer.
+    let local = "x".repeat(1000);
+    let recipients: Vec<String> = (0..400).map(|i| format!("{local}{i}@d1.lab")).collect();
+    let rcpts: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    let id = w.drop_message("sender@src.lab", &rcpts);
+    w.start();
+    assert!(
+        common::wait_until(T, || w.agent("smtp").connections() == 1),
+        "{}",
+        w.diagnostics()
+    );
+    let connected = Instant::now();
+    w.expect_log("warning: write to process (smtp): Connection timed out", T);
+    let waited = connected.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1800),
+        "gave up after {waited:?}, before qmgr_ipc_timeout"
+    );
+    assert!(w.agent("retry").wait_requests(1, T), "{}", w.diagnostics());
+    assert_eq!(
+        w.agent("retry").requests()[0].nexthop,
+        b"4.3.0 mail transport unavailable"
+    );
+    assert!(
+        common::wait_until(T, || w.dir.queue_of(&id).as_deref() == Some("deferred")),
+        "{}",
+        w.diagnostics()
+    );
+}

@@ -76,7 +76,12 @@ impl Daemon {
         };
         if writable && agent.conn.wants_write() {
             match agent.conn.flush() {
-                Ok(true) => self.set_interest(slot, Interest::READABLE),
+                Ok(true) => {
+                    self.set_interest(slot, Interest::READABLE);
+                    if let Some(serial) = self.peer_serial(slot) {
+                        self.await_reply(slot, serial);
+                    }
+                }
                 Ok(false) => {}
                 Err(e) => {
                     self.write_failed(now, slot, &e);
@@ -185,17 +190,40 @@ impl Daemon {
         let serial = slot_entry.serial;
         agent.conn.queue(&bytes);
         match agent.conn.flush() {
-            Ok(true) => {}
-            Ok(false) => self.set_interest(slot, Interest::READABLE | Interest::WRITABLE),
+            Ok(true) => self.await_reply(slot, serial),
+            Ok(false) => {
+                // The C daemon writes the request blocking, bounded by ipc_timeout
+                // (qmgr_ipc_timeout); ours waits for writability under the same bound.
+                self.set_interest(slot, Interest::READABLE | Interest::WRITABLE);
+                let timeout = u64::try_from(self.params.ipc_timeout).unwrap_or(60);
+                self.arm_peer_timer(slot, timeout, TimerKind::RequestWrite { slot, serial });
+            }
             Err(err) => {
                 self.write_failed(now, slot, &err);
                 return;
             }
         }
-        // daemon_timeout for the reply, counted from the request.
+        self.run_actions(now);
+    }
+
+    /// The request is written: daemon_timeout for the reply, counted from then, as the C
+    /// daemon arms qmgr_deliver_abort once qmgr_deliver_send_request returns.
+    fn await_reply(&mut self, slot: usize, serial: u64) {
         let timeout = self.daemon_timeout();
         self.arm_peer_timer(slot, timeout, TimerKind::AgentTimeout { slot, serial });
-        self.run_actions(now);
+    }
+
+    /// qmgr_ipc_timeout passed with the request still not written (an agent that does not
+    /// read): the C daemon's blocking write fails with a time-out, so the transport is
+    /// throttled and its mail deferred.
+    pub(super) fn request_write_timeout(&mut self, slot: usize, serial: u64) {
+        if self.peer_serial(slot) != Some(serial)
+            || !self.agent_mut(slot).is_some_and(|a| a.conn.wants_write())
+        {
+            return;
+        }
+        let err = std::io::Error::from_raw_os_error(libc::ETIMEDOUT);
+        self.write_failed(super::now_secs(), slot, &err);
     }
 
     fn daemon_timeout(&self) -> u64 {

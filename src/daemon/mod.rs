@@ -76,6 +76,11 @@ enum TimerKind {
         slot: usize,
         serial: u64,
     },
+    /// qmgr_ipc_timeout while a delivery request is still being written.
+    RequestWrite {
+        slot: usize,
+        serial: u64,
+    },
     /// `<transport>_transport_rate_delay` after the agent announced itself.
     RateDelay {
         slot: usize,
@@ -544,6 +549,9 @@ impl Daemon {
                     self.arm_after(delay, TimerKind::DeferredScan);
                 }
                 TimerKind::AgentTimeout { slot, serial } => self.agent_timeout(slot, serial),
+                TimerKind::RequestWrite { slot, serial } => {
+                    self.request_write_timeout(slot, serial)
+                }
                 TimerKind::RateDelay { slot, serial } => self.rate_delay_over(slot, serial),
                 TimerKind::NotifyTimeout { slot, serial } => self.notify_timeout(slot, serial),
             }

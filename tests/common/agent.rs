@@ -41,6 +41,9 @@ pub enum Behaviour {
     Hang,
     /// Close at once, before the announcement.
     NoAnnounce,
+    /// Announce, then never read the request (a wedged agent): the connection is held until
+    /// teardown.
+    Stall,
     /// Like [`Behaviour::Ok`] after a delay.
     SlowOk(Duration),
 }
@@ -73,7 +76,11 @@ impl Behaviour {
                 hop_status: Dsn::default(),
                 status: -1,
             }),
-            Behaviour::Crash | Behaviour::Garbage | Behaviour::Hang | Behaviour::NoAnnounce => None,
+            Behaviour::Crash
+            | Behaviour::Garbage
+            | Behaviour::Hang
+            | Behaviour::NoAnnounce
+            | Behaviour::Stall => None,
         }
     }
 
@@ -298,6 +305,15 @@ fn serve(mut conn: Conn, state: &Arc<Mutex<State>>, files: &QueueFiles) {
     let mut hello = Vec::new();
     Protocol::DeliveryRequest.encode_announcement(&mut hello);
     if conn.send(&hello).is_err() {
+        return;
+    }
+    let stalls = match (&scripted, &policy) {
+        (Some(b), _) => *b == Behaviour::Stall,
+        (None, None) => state.lock().is_ok_and(|s| s.default == Behaviour::Stall),
+        (None, Some(_)) => false,
+    };
+    if stalls {
+        conn.pause(Duration::from_secs(3600));
         return;
     }
     let request = match read_request(&mut conn) {
