@@ -191,6 +191,12 @@ fn command_client(path: &str, protocol: Protocol, request: &[u8], timeout: Durat
     }
 }
 
+/// `<id>: <service> service failure`: how Postfix's status clients report a service that did
+/// not take a record.
+fn service_failure(id: &str, service: &[u8]) {
+    warn!("{id}: {} service failure", String::from_utf8_lossy(service));
+}
+
 impl Daemon {
     fn ipc_timeout(&self) -> Duration {
         Duration::from_secs(u64::try_from(self.params.ipc_timeout).unwrap_or(60))
@@ -198,6 +204,30 @@ impl Daemon {
 
     fn private_path(service: &[u8]) -> String {
         format!("private/{}", String::from_utf8_lossy(service))
+    }
+
+    /// One record for a defer or trace log: an append request to `service`, its status.
+    fn append_to(
+        &self,
+        service: &[u8],
+        flags: i32,
+        queue_id: &[u8],
+        rcpt: &Recipient,
+        dsn: &Dsn,
+    ) -> i32 {
+        let request = AppendRequest {
+            flags: flags as u32,
+            queue_id: queue_id.to_vec(),
+            recipient: rcpt.clone(),
+            dsn: dsn.clone(),
+        }
+        .to_bytes();
+        command_client(
+            &Self::private_path(service),
+            Protocol::DeliveryStatus,
+            &request,
+            self.ipc_timeout(),
+        )
     }
 
     /// The message's queue id (for log lines and requests) and trace flags.
@@ -241,43 +271,20 @@ impl Daemon {
             return self.trace_append(m, rcpt, &my_dsn);
         }
         my_dsn.action = b"delayed".to_vec();
-        let request = AppendRequest {
-            flags: flags as u32,
-            queue_id: queue_id.clone(),
-            recipient: rcpt.clone(),
-            dsn: my_dsn.clone(),
-        }
-        .to_bytes();
-        let defer_service = self.params.defer_service_name.clone();
-        let path = Self::private_path(&defer_service);
-        if command_client(
-            &path,
-            Protocol::DeliveryStatus,
-            &request,
-            self.ipc_timeout(),
-        ) != 0
-        {
-            warn!(
-                "{id}: {} service failure",
-                String::from_utf8_lossy(&defer_service)
-            );
+        let defer = &self.params.defer_service_name;
+        if self.append_to(defer, flags, &queue_id, rcpt, &my_dsn) != 0 {
+            service_failure(&id, defer);
         }
         self.log_recipient(m, rcpt, &my_dsn, "deferred");
         if flags & DEL_REQ_FLAG_RECORD != 0 && self.trace_append(m, rcpt, &my_dsn) != 0 {
-            warn!(
-                "{id}: {} service failure",
-                String::from_utf8_lossy(&self.params.trace_service_name)
-            );
+            service_failure(&id, &self.params.trace_service_name);
         }
         if let Some(at) = rcpt.address.iter().rposition(|&b| b == b'@') {
             let site = &rcpt.address[at + 1..];
             if !site.is_empty() {
                 match self.flush_add(site, &queue_id) {
                     flush_status::OK | flush_status::DENY => {}
-                    _ => warn!(
-                        "{id}: {} service failure",
-                        String::from_utf8_lossy(&self.params.flush_service_name)
-                    ),
+                    _ => service_failure(&id, &self.params.flush_service_name),
                 }
             }
         }
@@ -339,25 +346,9 @@ impl Daemon {
         };
         // Postfix prefixes the reason with "delivery via <relay>: " unless the relay is
         // `none`, which it always is here.
-        let request = AppendRequest {
-            flags: flags as u32,
-            queue_id,
-            recipient: rcpt.clone(),
-            dsn: dsn.clone(),
-        }
-        .to_bytes();
-        let path = Self::private_path(&self.params.trace_service_name);
-        if command_client(
-            &path,
-            Protocol::DeliveryStatus,
-            &request,
-            self.ipc_timeout(),
-        ) != 0
-        {
-            warn!(
-                "{id}: {} service failure",
-                String::from_utf8_lossy(&self.params.trace_service_name)
-            );
+        let trace = &self.params.trace_service_name;
+        if self.append_to(trace, flags, &queue_id, rcpt, dsn) != 0 {
+            service_failure(&id, trace);
             return -1;
         }
         if flags & DEL_REQ_FLAG_USR_VRFY != 0 {
@@ -392,10 +383,7 @@ impl Daemon {
             self.log_recipient(m, rcpt, dsn, &status);
             0
         } else {
-            warn!(
-                "{id}: {} service failure",
-                String::from_utf8_lossy(&self.params.address_verify_service_name)
-            );
+            service_failure(&id, &self.params.address_verify_service_name);
             -1
         }
     }

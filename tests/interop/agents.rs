@@ -3,19 +3,8 @@
 
 use std::path::Path;
 
-use super::lab::{postfix_available, run, tail, value, Lab};
+use super::lab::{run, side_by_side_available, tail, value, Lab, C_OQMGR};
 use super::shape;
-
-const C_OQMGR: &str = "/usr/lib/postfix/sbin/oqmgr";
-
-/// Whether the C daemon is here to compare with; explains itself when it is not.
-fn c_oqmgr_available() -> bool {
-    if !Path::new(C_OQMGR).exists() {
-        eprintln!("skipped: Debian's C oqmgr is not installed");
-        return false;
-    }
-    true
-}
 
 /// What an administrator sees after a crash scenario.
 #[derive(Debug, PartialEq)]
@@ -84,7 +73,7 @@ fn crash_scenario(qmgr: &str, messages: usize) -> CrashOutcome {
 
 #[test]
 fn a_crashing_agent_only_defers_the_mail_under_both_queue_managers() {
-    if !postfix_available() || !c_oqmgr_available() {
+    if !side_by_side_available() {
         return;
     }
     let ours = crash_scenario(env!("CARGO_BIN_EXE_oqmgr"), 12);
@@ -141,7 +130,7 @@ fn feedback_debug_scenario(qmgr: &str) -> Vec<String> {
 
 #[test]
 fn feedback_debug_lines_are_the_c_daemons() {
-    if !postfix_available() || !c_oqmgr_available() {
+    if !side_by_side_available() {
         return;
     }
     let c = feedback_debug_scenario(C_OQMGR);

@@ -41,6 +41,22 @@ pub fn value(kv: &[(String, String)], key: &str) -> String {
         .unwrap_or_else(|| panic!("no {key}= in {kv:?}"))
 }
 
+/// Debian's C oqmgr: what the side-by-side tests compare ours with.
+pub const C_OQMGR: &str = "/usr/lib/postfix/sbin/oqmgr";
+
+/// Whether a side-by-side test can run: a real Postfix instance and Debian's C oqmgr to
+/// compare with; explains itself when it cannot.
+pub fn side_by_side_available() -> bool {
+    if !postfix_available() {
+        return false;
+    }
+    if !Path::new(C_OQMGR).exists() {
+        eprintln!("skipped: Debian's C oqmgr is not installed");
+        return false;
+    }
+    true
+}
+
 /// Whether this machine can run a real Postfix instance; explains itself when it cannot.
 pub fn postfix_available() -> bool {
     // SAFETY: geteuid has no preconditions.

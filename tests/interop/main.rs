@@ -11,9 +11,7 @@ mod lab;
 mod queue;
 mod rewrite;
 
-use std::path::Path;
-
-use lab::{postfix_available, run, tail, value, Lab};
+use lab::{postfix_available, run, side_by_side_available, tail, value, Lab, C_OQMGR};
 
 #[test]
 fn thousand_messages_over_four_destinations_through_discard_unix_service() {
@@ -320,16 +318,11 @@ fn mixed_scenario(qmgr: &str) -> (Vec<String>, std::collections::BTreeSet<String
 
 #[test]
 fn our_log_lines_are_the_c_daemons_in_a_mixed_scenario() {
-    if !postfix_available() {
-        return;
-    }
-    let c = "/usr/lib/postfix/sbin/oqmgr";
-    if !Path::new(c).exists() {
-        eprintln!("skipped: Debian's C oqmgr is not installed");
+    if !side_by_side_available() {
         return;
     }
     let (ours_qmgr, ours_kinds) = mixed_scenario(env!("CARGO_BIN_EXE_oqmgr"));
-    let (c_qmgr, c_kinds) = mixed_scenario(c);
+    let (c_qmgr, c_kinds) = mixed_scenario(C_OQMGR);
     // The queue manager's own lines: the same, line for line (modulo ids, sizes, times).
     assert_eq!(ours_qmgr, c_qmgr);
     // Every kind of line any daemon logged (how many of each depends on timing).

@@ -1,11 +1,8 @@
 //! Queue-file handling side by side with Debian's C oqmgr: dont_remove.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
-use crate::lab::{postfix_available, run, tail, Lab};
-
-const C_OQMGR: &str = "/usr/lib/postfix/sbin/oqmgr";
+use crate::lab::{run, side_by_side_available, tail, Lab, C_OQMGR};
 
 /// Delivers `messages` one-recipient messages with dont_remove=1 under `qmgr`: the names in
 /// saved/ and the queue ids of the `removed` lines; every other queue must end empty.
@@ -41,11 +38,7 @@ fn dont_remove_scenario(qmgr: &str, messages: usize) -> (BTreeSet<String>, BTree
 
 #[test]
 fn dont_remove_saves_delivered_mail_as_the_c_daemon_does() {
-    if !postfix_available() {
-        return;
-    }
-    if !Path::new(C_OQMGR).exists() {
-        eprintln!("skipped: Debian's C oqmgr is not installed");
+    if !side_by_side_available() {
         return;
     }
     for qmgr in [C_OQMGR, env!("CARGO_BIN_EXE_oqmgr")] {
@@ -110,11 +103,7 @@ fn dont_remove_bounce_scenario(qmgr: &str) -> Vec<String> {
 
 #[test]
 fn dont_remove_with_bounces_appends_plus_as_the_c_daemon_does() {
-    if !postfix_available() {
-        return;
-    }
-    if !Path::new(C_OQMGR).exists() {
-        eprintln!("skipped: Debian's C oqmgr is not installed");
+    if !side_by_side_available() {
         return;
     }
     let c = dont_remove_bounce_scenario(C_OQMGR);

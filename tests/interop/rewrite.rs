@@ -1,6 +1,6 @@
 //! trivial-rewrite and its clients: a changed transport table is used for the next mail.
 
-use crate::lab::{postfix_available, run, Lab};
+use crate::lab::{run, side_by_side_available, Lab, C_OQMGR};
 
 fn wait_for(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
     let end = std::time::Instant::now() + limit;
@@ -63,11 +63,11 @@ fn route_before_and_after_a_table_change(qmgr: &str) -> Vec<String> {
 
 #[test]
 fn mail_after_a_transport_table_change_is_routed_by_the_new_table_as_by_the_c_oqmgr() {
-    if !postfix_available() {
+    if !side_by_side_available() {
         return;
     }
     let ours = env!("CARGO_BIN_EXE_oqmgr");
-    let c = "/usr/lib/postfix/sbin/oqmgr";
+    let c = C_OQMGR;
     let (theirs, mine) = std::thread::scope(|s| {
         let theirs = s.spawn(|| route_before_and_after_a_table_change(c));
         let mine = s.spawn(|| route_before_and_after_a_table_change(ours));
