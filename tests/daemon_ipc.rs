@@ -115,6 +115,12 @@ fn a_null_transport_result_is_logged_as_resolve_clnt_does_and_asked_again() {
         "{}",
         w.diagnostics()
     );
+    // A close between lists is quiet in attr_scan too: no end-of-input warning.
+    assert!(
+        w.postlog.matching("end-of-input").is_empty(),
+        "{}",
+        w.diagnostics()
+    );
 }
 
 #[test]

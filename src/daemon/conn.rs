@@ -12,8 +12,6 @@ use crate::proto::attr::{AttrDecoder, AttrError, AttrList};
 /// Why a connection is of no further use.
 #[derive(Debug)]
 pub enum ConnError {
-    /// The peer closed before a complete reply.
-    Eof,
     Io(io::Error),
     /// Bytes that are not attribute lists.
     Attr(AttrError),
@@ -22,7 +20,6 @@ pub enum ConnError {
 impl std::fmt::Display for ConnError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ConnError::Eof => write!(f, "unexpected end-of-input"),
             ConnError::Io(e) => write!(f, "{}", crate::maillog::strerror(e)),
             ConnError::Attr(e) => write!(f, "{e}"),
         }
@@ -114,5 +111,16 @@ impl Conn {
     /// The peer has closed its end.
     pub fn at_eof(&self) -> bool {
         self.eof
+    }
+
+    /// How the C daemon's streams are named in attr_scan warnings: mail_connect's
+    /// `private/<service> socket`.
+    pub fn stream_name(&self) -> String {
+        format!("{} socket", self.path)
+    }
+
+    /// attr_scan's warning when the input ends now (a close or a reset): none between lists.
+    pub fn cut_off_warning(&self) -> Option<String> {
+        self.decoder.eof_warning(&self.stream_name())
     }
 }

@@ -7,7 +7,7 @@ use crate::proto::attr::AttrMessage;
 use log::warn;
 use mio::Interest;
 
-use super::conn::Conn;
+use super::conn::{Conn, ConnError};
 use super::{fatal, Daemon, Peer, TimerKind};
 use crate::proto::attr::{AttrList, ScanMode};
 use crate::proto::protocol::Protocol;
@@ -132,11 +132,19 @@ impl Daemon {
             AgentState::Delivering { entry, .. } => {
                 let entry = *entry;
                 let scanned = match (&filled, agent.conn.next_list()) {
-                    (Ok(()), Some(list)) => scan_final_reply(&list, &agent.conn.path),
+                    (Ok(()), Some(list)) => scan_final_reply(&list, &agent.conn.stream_name()),
                     (Ok(()), None) if !agent.conn.at_eof() => return,
-                    // Hang-up, reset or bytes that are no list: C's attr_scan reads EOF
-                    // before any field (its peekfd test practically never fails).
-                    _ => ScannedReply::default(),
+                    (Err(ConnError::Attr(e)), None) => ScannedReply {
+                        warnings: vec![e.warning(&agent.conn.stream_name())],
+                        ..ScannedReply::default()
+                    },
+                    // A hang-up or reset: C's attr_scan reads the end of input before any
+                    // field (its peekfd test practically never fails), and warns only when a
+                    // list was cut off.
+                    _ => ScannedReply {
+                        warnings: agent.conn.cut_off_warning().into_iter().collect(),
+                        ..ScannedReply::default()
+                    },
                 };
                 for w in &scanned.warnings {
                     warn!("{w}");
@@ -294,15 +302,16 @@ const HOP_STATUS_FIELDS: [&str; 7] = [
 
 /// Scans a reply field by field as attr_scan does, so that a reply malformed part-way still
 /// leaves what it carried in the scheduler's hop-status buffer. An attribute after `status`
-/// only draws a warning: the C scanner has converted both items by then.
-fn scan_final_reply(list: &AttrList, path: &str) -> ScannedReply {
+/// only draws a warning: the C scanner has converted both items by then. `stream` names the
+/// connection as the C daemon's warnings do (`private/smtp socket`).
+fn scan_final_reply(list: &AttrList, stream: &str) -> ScannedReply {
     let mut scanned = ScannedReply::default();
     let mut r = list.reader(ScanMode::Strict);
     for name in HOP_STATUS_FIELDS {
         match r.str(name) {
             Ok(value) => scanned.hop_fields.push(value.to_vec()),
             Err(e) => {
-                scanned.warnings.push(e.warning(path));
+                scanned.warnings.push(e.warning(stream));
                 return scanned;
             }
         }
@@ -310,12 +319,12 @@ fn scan_final_reply(list: &AttrList, path: &str) -> ScannedReply {
     match r.int_signed("status") {
         Ok(status) => scanned.status = Some(status),
         Err(e) => {
-            scanned.warnings.push(e.warning(path));
+            scanned.warnings.push(e.warning(stream));
             return scanned;
         }
     }
     if let Err(e) = r.end() {
-        scanned.warnings.push(e.warning(path));
+        scanned.warnings.push(e.warning(stream));
     }
     scanned
 }
@@ -336,7 +345,7 @@ mod tests {
             status: -1,
             ..DeliveryReply::default()
         };
-        let scanned = scan_final_reply(&list(&reply.to_bytes()), "private/smtp");
+        let scanned = scan_final_reply(&list(&reply.to_bytes()), "private/smtp socket");
         assert_eq!(scanned.hop_fields.len(), 7);
         assert_eq!(scanned.status, Some(-1));
         assert!(scanned.warnings.is_empty());
@@ -346,7 +355,7 @@ mod tests {
     fn a_reply_malformed_part_way_keeps_the_fields_before_the_fault() {
         let scanned = scan_final_reply(
             &list(b"status\x004.7.1\0diag_type\0smtp\0bogus\0x\0\0"),
-            "private/smtp",
+            "private/smtp socket",
         );
         assert_eq!(
             scanned.hop_fields,
@@ -355,7 +364,7 @@ mod tests {
         assert_eq!(scanned.status, None);
         assert_eq!(
             scanned.warnings,
-            vec!["unexpected attribute bogus from private/smtp (expecting: diag_text)"]
+            vec!["unexpected attribute bogus from private/smtp socket (expecting: diag_text)"]
         );
     }
 
@@ -364,11 +373,11 @@ mod tests {
         let mut bytes = DeliveryReply::default().to_bytes();
         bytes.pop();
         bytes.extend_from_slice(b"extra\0x\0\0");
-        let scanned = scan_final_reply(&list(&bytes), "private/smtp");
+        let scanned = scan_final_reply(&list(&bytes), "private/smtp socket");
         assert_eq!(scanned.status, Some(0));
         assert_eq!(
             scanned.warnings,
-            vec!["unexpected attribute extra from private/smtp (expecting: (list terminator))"]
+            vec!["unexpected attribute extra from private/smtp socket (expecting: (list terminator))"]
         );
     }
 }

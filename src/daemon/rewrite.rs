@@ -68,8 +68,8 @@ impl Query {
 
     /// The reply as the C clients take it: its server flags, and the answer or why it is
     /// refused.
-    fn decode(&self, list: &AttrList) -> Result<(u32, Answer), RewriteTrouble> {
-        let malformed = |e: AttrError| RewriteTrouble::BadReply(e.warning(REWRITE_PATH_FOR_LOGS));
+    fn decode(&self, list: &AttrList, stream: &str) -> Result<(u32, Answer), RewriteTrouble> {
+        let malformed = |e: AttrError| RewriteTrouble::BadReply(e.warning(stream));
         match self {
             Query::Resolve { .. } => {
                 let reply = ResolveReply::decode(list).map_err(malformed)?;
@@ -112,9 +112,6 @@ impl Query {
     }
 }
 
-/// How the C clients' warnings name the stream (mail_connect's VSTREAM path).
-const REWRITE_PATH_FOR_LOGS: &str = "private/rewrite";
-
 /// How long a cached answer is good for (the C clients' `last_expire`).
 const CACHE_TTL: Duration = Duration::from_secs(30);
 
@@ -130,6 +127,8 @@ pub enum RewriteTrouble {
     /// Registering the new connection with the poll failed.
     Register(std::io::Error),
     Conn(ConnError),
+    /// The server closed with a request unanswered; attr_scan's warning if a list was cut off.
+    Closed(Option<String>),
     /// With attr_scan's warning.
     BadAnnouncement(String),
     BadReply(String),
@@ -144,10 +143,7 @@ impl RewriteTrouble {
     /// whether to complain.
     pub fn first_warning(&self) -> Option<String> {
         match self {
-            RewriteTrouble::Conn(ConnError::Eof) => Some(format!(
-                "premature end-of-input on {REWRITE_PATH_FOR_LOGS} while reading input attribute name"
-            )),
-            RewriteTrouble::Conn(ConnError::Attr(e)) => Some(e.warning(REWRITE_PATH_FOR_LOGS)),
+            RewriteTrouble::Closed(w) => w.clone(),
             RewriteTrouble::BadAnnouncement(w)
             | RewriteTrouble::BadReply(w)
             | RewriteTrouble::NullResult(w) => Some(w.clone()),
@@ -396,23 +392,25 @@ impl<T> RewriteClient<T> {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
-        conn.fill().map_err(RewriteTrouble::Conn)?;
+        let stream = conn.stream_name();
+        conn.fill().map_err(|e| match e {
+            ConnError::Attr(e) => RewriteTrouble::BadReply(e.warning(&stream)),
+            other => RewriteTrouble::Conn(other),
+        })?;
         while let Some(list) = self.conn.as_mut().and_then(Conn::next_list) {
             if !self.announced {
                 Protocol::TrivialRewrite
                     .check_announcement(&list)
-                    .map_err(|e| {
-                        RewriteTrouble::BadAnnouncement(e.warning(REWRITE_PATH_FOR_LOGS))
-                    })?;
+                    .map_err(|e| RewriteTrouble::BadAnnouncement(e.warning(&stream)))?;
                 self.announced = true;
                 continue;
             }
             let Some((tag, query)) = self.sent.pop_front() else {
                 return Err(RewriteTrouble::BadReply(format!(
-                    "unexpected input from {REWRITE_PATH_FOR_LOGS}"
+                    "unexpected input from {stream}"
                 )));
             };
-            let (server_flags, answer) = match query.decode(&list) {
+            let (server_flags, answer) = match query.decode(&list, &stream) {
                 Ok(decoded) => decoded,
                 Err(trouble) => {
                     self.sent.push_front((tag, query));
@@ -451,7 +449,7 @@ impl<T> RewriteClient<T> {
                 self.disconnect(registry);
                 return Ok(());
             }
-            return Err(RewriteTrouble::Conn(ConnError::Eof));
+            return Err(RewriteTrouble::Closed(conn.cut_off_warning()));
         }
         self.update_wait(now);
         Ok(())

@@ -437,6 +437,25 @@ impl AttrDecoder {
             && self.attrs.is_empty()
     }
 
+    /// What the C attr_scan logs when the input ends here, naming the stream `stream` (its
+    /// VSTREAM path): nothing between lists (its EOF check returns quietly), "premature
+    /// end-of-input" where a field had not begun, "unexpected end-of-input" inside one.
+    pub fn eof_warning(&self, stream: &str) -> Option<String> {
+        if self.failed.is_some() || self.is_idle() {
+            return None;
+        }
+        let partial = match self.field {
+            Field::Name => &self.name,
+            Field::Value => &self.value,
+        };
+        let context = self.field.context();
+        Some(if partial.is_empty() {
+            format!("premature end-of-input on {stream} while reading {context}")
+        } else {
+            format!("unexpected end-of-input from {stream} while reading {context}")
+        })
+    }
+
     /// Call at end of input: an error if a list was cut off (or decoding had failed).
     pub fn finish(&self) -> Result<(), AttrError> {
         if let Some(err) = &self.failed {
@@ -578,6 +597,33 @@ impl<'a> AttrReader<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn end_of_input_warnings_are_attr_scans() {
+        let stream = "private/rewrite socket";
+        let mut d = AttrDecoder::default();
+        assert_eq!(d.eof_warning(stream), None, "between lists: quiet");
+        d.feed(b"flags\x000\0").unwrap();
+        assert_eq!(
+            d.eof_warning(stream).as_deref(),
+            Some("premature end-of-input on private/rewrite socket while reading input attribute name")
+        );
+        d.feed(b"trans").unwrap();
+        assert_eq!(
+            d.eof_warning(stream).as_deref(),
+            Some("unexpected end-of-input from private/rewrite socket while reading input attribute name")
+        );
+        d.feed(b"port\0").unwrap();
+        assert_eq!(
+            d.eof_warning(stream).as_deref(),
+            Some("premature end-of-input on private/rewrite socket while reading input attribute value")
+        );
+        d.feed(b"sm").unwrap();
+        assert_eq!(
+            d.eof_warning(stream).as_deref(),
+            Some("unexpected end-of-input from private/rewrite socket while reading input attribute value")
+        );
+    }
+
     use super::*;
     use proptest::prelude::*;
 

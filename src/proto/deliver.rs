@@ -204,8 +204,9 @@ pub enum DeliveryOutcome {
     Done,
     /// `status` non-zero: some recipients were deferred.
     Defer,
-    /// No well-formed reply (agent died, garbage); qmgr forces DSN 4.3.0
-    /// `unknown mail transport error`.
+    /// No well-formed reply (agent died, garbage): the mail is deferred; the destination is
+    /// throttled only by a hop status an earlier reply left behind (see
+    /// `Scheduler::agent_reply_scan`).
     Crash,
 }
 
