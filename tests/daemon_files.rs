@@ -206,3 +206,37 @@ fn a_large_list_with_bounces_in_two_batches_gets_one_bounce_notice() {
     let flushes: Vec<String> = w.bounce.requests().iter().map(|r| r.queue_id()).collect();
     assert_eq!(flushes, vec![id.clone()], "{}", w.diagnostics());
 }
+
+/// The envelope reader's warnings name the file as the C daemon opened it: with active/ among
+/// hash_queue_names, by its hashed path.
+#[test]
+fn reader_warnings_name_a_hashed_active_file_by_its_hashed_path() {
+    let mut w = World::with_params(&[("hash_queue_names", "active, deferred, defer")]);
+    w.add_agent("smtp", Behaviour::Ok);
+    let (id, _) = w
+        .dir
+        .message(b"x", &[])
+        .raw(b"this is not a queue file")
+        .write();
+    w.start();
+    w.expect_log(&format!("saving corrupt file \"{id}\""), T);
+    let hashed = w
+        .dir
+        .path_of("active", &id)
+        .strip_prefix(w.dir.queue_dir())
+        .expect("inside the queue directory")
+        .to_string_lossy()
+        .into_owned();
+    assert_ne!(hashed, format!("active/{id}"), "active/ is hashed here");
+    let named: Vec<String> = w
+        .postlog
+        .matching(&id)
+        .into_iter()
+        .filter(|l| l.contains("active/"))
+        .collect();
+    assert!(!named.is_empty(), "{}", w.diagnostics());
+    assert!(
+        named.iter().all(|l| l.contains(&format!("{hashed}:"))),
+        "{named:#?}"
+    );
+}

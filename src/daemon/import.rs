@@ -60,7 +60,8 @@ impl Daemon {
 
     /// Logs what the envelope reader met, in the C daemon's order.
     fn log_read_events(&self, id: &QueueId, events: &[ReadEvent]) {
-        let path = format!("{ACTIVE}/{id}");
+        // The file as the C daemon's VSTREAM names it: hashed if active/ is.
+        let path = self.qdir.path(ACTIVE, id).to_string_lossy().into_owned();
         for event in events {
             match event {
                 ReadEvent::Opened(o) => info!(
@@ -153,7 +154,7 @@ impl Daemon {
                     self.log_read_events(&id, &err.events);
                     for (severity, line) in err
                         .rejection
-                        .log_lines(&format!("{ACTIVE}/{id}"), id.as_str())
+                        .log_lines(&self.qdir.path(ACTIVE, &id).to_string_lossy(), id.as_str())
                     {
                         match severity {
                             envelope::Severity::Fatal => fatal(&line),
