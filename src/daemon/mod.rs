@@ -281,12 +281,15 @@ impl Daemon {
     /// Runs until master goes away (reload or stop), then exits 0.
     pub fn run(mut self) -> ! {
         let mut events = Events::with_capacity(256);
+        if let Some(w) = &self.watchdog {
+            w.start();
+        }
         loop {
             // As the C trigger server's loop (watchdog_start before each qmgr_loop and
-            // event_loop): re-arm the alarm every pass, so a pass that gets stuck dies a full
-            // qmgr_daemon_timeout after it began, not at the alarm's next steps.
+            // event_loop): a pass that gets stuck dies a full qmgr_daemon_timeout after it
+            // began, whatever the alarm's phase (the stamp costs no system call).
             if let Some(w) = &self.watchdog {
-                w.start();
+                w.pass();
             }
             let now = now_secs();
             if self.trigger_backlog {

@@ -1,13 +1,17 @@
 //! Postfix's watchdog: a process stuck for `qmgr_daemon_timeout` seconds kills itself.
 //!
-//! The timeout is split into three alarm(2) steps. [`Watchdog::start`], called once per event
-//! loop iteration, resets the trip count and re-arms the alarm. The first two consecutive
-//! alarms only write a byte to a self-pipe (so an idle loop wakes up, goes round, and calls
-//! `start()` again); the third is fatal: `fatal: watchdog timeout`, with a hard SIGALRM kill
-//! 5 s later should the orderly exit hang.
+//! As in the C daemon, a loop pass that takes three alarm steps (`timeout / 3` seconds each)
+//! is fatal: `fatal: watchdog timeout`, with a hard SIGALRM kill 5 s later should the orderly
+//! exit hang; an alarm before that only writes a byte to a self-pipe, so that an idle loop
+//! wakes up and goes round. The C trigger server re-arms alarm(2) at the top of every pass
+//! (watchdog_start); here [`Watchdog::pass`] only stamps the pass's start time (a vDSO clock
+//! read, no system call), and the handler, which fires once per step, compares the clock with
+//! that stamp and re-arms the timer for what remains of the pass's three steps. So a stuck pass
+//! dies exactly three steps after it began, as in C, without a system call per pass.
 //!
-//! The SIGALRM handler does only async-signal-safe things: atomics, write(2), alarm(2),
-//! sigaction(2), sigprocmask(2), _exit(2), and the fatal line through
+//! The SIGALRM handler does only async-signal-safe things: atomics, clock_gettime(2),
+//! write(2), setitimer(2), alarm(2), sigaction(2), sigprocmask(2), _exit(2), and the fatal
+//! line through
 //! [`crate::maillog::emergency`], which formats and sends it without locks or allocation.
 //! No thread is involved.
 //!
@@ -16,7 +20,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -32,6 +36,8 @@ pub const HARD_KILL_DELAY: u32 = 5;
 static CREATED: AtomicBool = AtomicBool::new(false);
 static STEP_SECONDS: AtomicU32 = AtomicU32::new(0);
 static TRIP_RUN: AtomicU32 = AtomicU32::new(0);
+/// When the current loop pass began (CLOCK_MONOTONIC, milliseconds).
+static PASS_START_MS: AtomicU64 = AtomicU64::new(0);
 static WAKE_WRITE_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// Why the watchdog could not be set up, worded as watchdog_create()'s messages.
@@ -92,22 +98,57 @@ impl Drop for SavedErrno {
     }
 }
 
-/// The SIGALRM handler.
+/// CLOCK_MONOTONIC in milliseconds. Async-signal-safe (and a vDSO call, not a system call,
+/// outside the handler).
+fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime(2) is async-signal-safe and writes only the timespec on our stack.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let millis = u64::try_from(ts.tv_nsec).unwrap_or(0) / 1_000_000;
+    secs.saturating_mul(1000).saturating_add(millis)
+}
+
+/// The next SIGALRM in `ms` milliseconds (at least 1: 0 would disarm). Async-signal-safe.
+fn arm_ms(ms: u64) {
+    let ms = ms.max(1);
+    let value = libc::itimerval {
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: libc::time_t::try_from(ms / 1000).unwrap_or(libc::time_t::MAX),
+            tv_usec: libc::suseconds_t::try_from((ms % 1000) * 1000).unwrap_or(0),
+        },
+    };
+    // SAFETY: setitimer(2) only reads the struct on our stack; on Linux it is a plain system
+    // call, safe in a signal handler like alarm(2), whose timer it shares.
+    unsafe { libc::setitimer(libc::ITIMER_REAL, &value, std::ptr::null_mut()) };
+}
+
+/// The SIGALRM handler: fatal once the current pass has lasted three steps; otherwise wake
+/// the loop and come back when the next step, or the pass's deadline, is due.
 extern "C" fn on_alarm(_signal: libc::c_int) {
     let _errno = SavedErrno::save();
-    let trips = TRIP_RUN.fetch_add(1, Ordering::SeqCst).saturating_add(1);
-    if trips < WATCHDOG_STEPS {
+    let step_ms = u64::from(STEP_SECONDS.load(Ordering::SeqCst)) * 1000;
+    let limit_ms = step_ms * u64::from(WATCHDOG_STEPS);
+    let elapsed = monotonic_ms().saturating_sub(PASS_START_MS.load(Ordering::SeqCst));
+    if elapsed < limit_ms {
+        TRIP_RUN.fetch_add(1, Ordering::SeqCst);
         let fd = WAKE_WRITE_FD.load(Ordering::SeqCst);
         if fd >= 0 {
-            // SAFETY: write(2) and alarm(2) are async-signal-safe; the buffer is a static byte
-            // and the descriptor stays open for the life of the process. A full pipe (EAGAIN,
-            // it is non-blocking) already holds a wake-up, so the result is not needed.
+            // SAFETY: write(2) is async-signal-safe; the buffer is a static byte and the
+            // descriptor stays open for the life of the process. A full pipe (EAGAIN, it is
+            // non-blocking) already holds a wake-up, so the result is not needed.
             unsafe {
                 libc::write(fd, c"".as_ptr().cast(), 1);
             }
         }
-        // SAFETY: alarm(2) is async-signal-safe.
-        unsafe { libc::alarm(STEP_SECONDS.load(Ordering::SeqCst)) };
+        arm_ms(step_ms.min(limit_ms - elapsed));
     } else {
         // As the C daemon: the hard kill first (should the last word hang), then the fatal
         // line through the signal-safe logger, then exit 1.
@@ -181,11 +222,17 @@ impl Watchdog {
         Ok(Watchdog { wake_read })
     }
 
-    /// The loop went round: reset the trip count and re-arm the alarm for one step.
+    /// Starts the watchdog: the first pass begins now, the alarm comes in one step.
     pub fn start(&self) {
+        self.pass();
+        arm_ms(u64::from(STEP_SECONDS.load(Ordering::SeqCst)) * 1000);
+    }
+
+    /// A new loop pass begins (the C trigger server's watchdog_start): it may last three
+    /// steps. No system call: the running alarm compares against this stamp.
+    pub fn pass(&self) {
         TRIP_RUN.store(0, Ordering::SeqCst);
-        // SAFETY: alarm(2) has no preconditions.
-        unsafe { libc::alarm(STEP_SECONDS.load(Ordering::SeqCst)) };
+        PASS_START_MS.store(monotonic_ms(), Ordering::SeqCst);
     }
 
     /// Disarms the alarm (before a wait that may legitimately take long).
@@ -194,12 +241,7 @@ impl Watchdog {
         unsafe { libc::alarm(0) };
     }
 
-    /// Resets the trip count without re-arming: progress inside a long operation.
-    pub fn pat(&self) {
-        TRIP_RUN.store(0, Ordering::SeqCst);
-    }
-
-    /// How many alarms in a row went off since the last `start()`/`pat()`.
+    /// How many alarms went off since the current pass began.
     pub fn trips(&self) -> u32 {
         TRIP_RUN.load(Ordering::SeqCst)
     }
@@ -298,8 +340,9 @@ mod tests {
         let dog = Watchdog::create(3).unwrap();
         let begin = Instant::now();
         let mut wakeups = 0;
+        dog.start();
         while begin.elapsed() < Duration::from_secs(5) {
-            dog.start();
+            dog.pass();
             // Wait far longer than the whole timeout: only the alarm's byte ends the wait.
             // SAFETY: the descriptor is owned by `dog`, which outlives this borrow.
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(dog.wake_fd()) };
@@ -313,12 +356,13 @@ mod tests {
         assert!(wakeups >= 3, "{wakeups}");
         // Then a busy loop that keeps calling start(): no alarm ever goes off.
         let begin = Instant::now();
-        while begin.elapsed() < Duration::from_millis(1500) {
-            dog.start();
+        dog.drain();
+        while begin.elapsed() < Duration::from_millis(4500) {
+            dog.pass();
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert_eq!(dog.trips(), 0);
-        assert_eq!(dog.drain(), 0);
+        // The alarm still comes once per step and wakes the loop, but a loop that keeps going
+        // round is never ended.
         println!("SURVIVED {wakeups}");
     }
 
