@@ -358,3 +358,57 @@ fn a_defer_service_slower_than_qmgr_ipc_timeout_is_given_up_on() {
     w.expect_log(&format!("warning: {id}: defer service failure"), T);
     expect_in(&w, &id, Some("deferred"));
 }
+
+/// A double bounce to the double-bounce address (discarded through sent()) whose recipient
+/// carries DSN NOTIFY flags `notify` (an `n` record before its `R`), with a `W` record
+/// `warn` if given; its queue id.
+fn drop_double_bounce_with_notify(w: &World, notify: u32, warn: Option<&[u8]>) -> String {
+    w.dir
+        .message(b"", &[b"double-bounce"])
+        .edit(|b| {
+            let at = b
+                .envelope
+                .iter()
+                .position(|(t, _)| *t == b'R')
+                .unwrap_or(b.envelope.len());
+            b.envelope
+                .insert(at, (b'n', notify.to_string().into_bytes()));
+            if let Some(w) = warn {
+                b.envelope.insert(0, (b'W', w.to_vec()));
+            }
+        })
+        .write()
+        .0
+}
+
+/// sent(): a recipient that asked for success notices (NOTIFY=SUCCESS) is traced for them,
+/// then logged `sent`, even when no delivery record was asked for.
+#[test]
+fn a_discarded_double_bounce_that_asked_for_success_notices_is_traced() {
+    let mut w = World::new();
+    let id = drop_double_bounce_with_notify(&w, 2, None);
+    w.start();
+    let line = w.expect_log(&format!("{id}: to=<double-bounce@"), T);
+    assert!(line.contains("status=sent"), "{line}");
+    w.expect_log(&format!("{id}: removed"), T);
+    let traced = appends(&w.trace.requests());
+    assert_eq!(traced.len(), 1, "{:?}", w.trace.requests());
+    assert_eq!(traced[0].dsn.action, b"delivered");
+}
+
+/// sent(): after a delay warning, confirm_delay_cleared asks for a "delay cleared" record
+/// (REC_DLY_SENT) for recipients without NOTIFY or with NOTIFY=DELAY; not for the others.
+#[test]
+fn confirm_delay_cleared_traces_a_discarded_double_bounce_unless_it_declined_delay_notices() {
+    for (notify, traced) in [(0, 1), (8, 1), (4, 0)] {
+        let mut w = World::with_params(&[("confirm_delay_cleared", "yes")]);
+        let id = drop_double_bounce_with_notify(&w, notify, Some(b"-1"));
+        w.start();
+        w.expect_log(&format!("{id}: removed"), T);
+        let records = appends(&w.trace.requests());
+        assert_eq!(records.len(), traced, "NOTIFY {notify}: {records:?}");
+        if traced > 0 {
+            assert_eq!(records[0].dsn.action, b"delivered");
+        }
+    }
+}
