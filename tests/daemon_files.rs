@@ -240,3 +240,33 @@ fn reader_warnings_name_a_hashed_active_file_by_its_hashed_path() {
         "{named:#?}"
     );
 }
+
+/// At completion, deferred mail's file is checked as the C daemon's mail_open_ok does, with
+/// its warning: a file that is no longer a regular file is saved in corrupt/.
+#[test]
+fn a_deferred_file_that_is_no_longer_regular_is_warned_about_and_saved_in_corrupt() {
+    let mut w = World::new();
+    w.add_agent("smtp", Behaviour::DeferPerRecipient);
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    let active = w.dir.path_of("active", &id);
+    let aside = w.dir.root().join("aside");
+    w.agent("smtp").set_mark_done(false);
+    w.agent("smtp").set_policy(move |_| {
+        fs::rename(&active, &aside).unwrap();
+        nix::unistd::mkfifo(&active, nix::sys::stat::Mode::from_bits_truncate(0o700)).unwrap();
+        Behaviour::DeferPerRecipient
+    });
+    w.start();
+    let uid = nix::unistd::geteuid().as_raw();
+    w.expect_log(
+        &format!("warning: active/{id}: uid {uid}: not a regular file"),
+        T,
+    );
+    w.expect_log(
+        &format!(
+            "warning: saving corrupt file \"{id}\" from queue \"active\" to queue \"corrupt\""
+        ),
+        T,
+    );
+    assert_eq!(w.dir.list("corrupt"), vec![id]);
+}

@@ -84,15 +84,17 @@ impl Daemon {
             return;
         };
         let now_i = i64::try_from(now).unwrap_or(i64::MAX);
-        if msg.deferred
-            && !matches!(
-                self.qdir.open_ok(ACTIVE, id.as_bytes(), now_i),
-                OpenCheck::Ready(_)
-            )
-        {
-            self.corrupt(&id);
-            self.sched.remove_message(m);
-            return;
+        if msg.deferred {
+            // mail_open_ok's verdict, with its warnings (link count, not a regular file).
+            let check = self.qdir.open_ok(ACTIVE, id.as_bytes(), now_i);
+            if let Some(w) = check.warning() {
+                warn!("{w}");
+            }
+            if !matches!(check, OpenCheck::Ready(_)) {
+                self.corrupt(&id);
+                self.sched.remove_message(m);
+                return;
+            }
         }
         if msg.envelope.resume_offset.is_some() {
             if !self.read_more_recipients(now, m) {

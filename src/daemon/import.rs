@@ -111,11 +111,17 @@ impl Daemon {
         let id = ready.id.clone();
         match self.qdir.rename(&id, queue, ACTIVE) {
             Ok(renamed) => super::log_renamed(&renamed),
-            Err(e) if e.is_not_found() => {
-                warn!("qmgr_active_feed: {e}");
+            Err(e) => {
+                let text = format!(
+                    "qmgr_active_feed: {id}: rename from {queue} to {ACTIVE}: {}",
+                    crate::maillog::strerror(&e.source)
+                );
+                if !e.is_not_found() {
+                    fatal(&text);
+                }
+                warn!("{text}");
                 return false;
             }
-            Err(e) => fatal(&format!("qmgr_active_feed: {e}")),
         }
         let mut qflags = 0;
         if scan_flags & crate::master::trigger::FLUSH_DFXP != 0 {
@@ -170,7 +176,9 @@ impl Daemon {
         let events = std::mem::take(&mut envelope.events);
         self.log_read_events(&id, &events);
         if ready.unthrottle() {
-            if let Err(e) = crate::queue::file::clear_unthrottle(&file, ready.mode, &ready.path) {
+            // Named as the C daemon's stream: the file's path in active/.
+            let path = self.qdir.path(ACTIVE, &id);
+            if let Err(e) = crate::queue::file::clear_unthrottle(&file, ready.mode, &path) {
                 fatal(&e.to_string());
             }
         }
@@ -499,7 +507,8 @@ impl Daemon {
             }
             Err(e) if e.is_not_found() => {}
             Err(e) => fatal(&format!(
-                "qmgr_active_corrupt: save corrupt file queue {ACTIVE} id {id}: {e}"
+                "qmgr_active_corrupt: save corrupt file queue {ACTIVE} id {id}: {}",
+                crate::maillog::strerror(&e.source)
             )),
         }
     }

@@ -93,9 +93,22 @@ impl log::Log for Facade {
             _ => Severity::Info,
         };
         emit(severity, &record.args().to_string());
+        if severity == Severity::Error && count_error() {
+            super::fatal(TOO_MANY_ERRORS);
+        }
     }
 
     fn flush(&self) {}
+}
+
+/// Postfix's msg_error bound: the 13th `error:` line of a process is followed by this fatal.
+const ERROR_BOUND: u32 = 13;
+const TOO_MANY_ERRORS: &str = "too many errors - program terminated";
+static ERRORS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Counts one `error:` line, as util/msg.c's vmsg_error; true when the bound is reached.
+fn count_error() -> bool {
+    ERRORS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= ERROR_BOUND
 }
 
 fn verbose() -> bool {
@@ -279,6 +292,14 @@ fn append_line(path: &PathBuf, datagram: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_thirteenth_error_line_is_fatal_as_in_postfix() {
+        // Nothing else in this test binary logs through the error path.
+        let before = ERRORS.load(std::sync::atomic::Ordering::SeqCst);
+        let calls = (1..=ERROR_BOUND).find(|_| count_error());
+        assert_eq!(calls, Some(ERROR_BOUND - before));
+    }
 
     #[test]
     fn facility_names() {
