@@ -1176,13 +1176,19 @@ impl Scheduler {
         for e in todo.into_iter().rev() {
             match retry {
                 Some(r) => {
-                    if let Some(entry) = self.entries.get_mut(e.0) {
+                    let m = self.entries.get_mut(e.0).map(|entry| {
                         entry.queue = r;
-                    }
+                        entry.message
+                    });
                     if let Some(rq) = self.queues.get_mut(r.0) {
                         rq.todo.push_back(e);
                     }
                     self.clog_warning(now, r);
+                    // The C daemon's qmgr_entry_move_todo ends in qmgr_entry_done for the old
+                    // entry, whose refill test may read the message's next batch now.
+                    if let Some(m) = m.filter(|m| self.refill_due(*m)) {
+                        self.actions.push(Action::ReadRecipients(m));
+                    }
                 }
                 None => {
                     let (m, recipients) = match self.entries.get_mut(e.0) {
@@ -1257,18 +1263,27 @@ impl Scheduler {
         }
         self.queue_maybe_done(q);
         let m = entry.message;
-        let refill_below = self.cfg.refill_below;
-        let in_memory = self.recipient_count;
+        let refill = self.refill_due(m);
         if let Some(msg) = self.messages.get_mut(m.0) {
             msg.refcount = msg.refcount.saturating_sub(1);
             // As qmgr_entry_done: the next batch first, so that a list keeps flowing and its
             // completion (one bounce notice, one trace) runs once, after the last batch.
-            if msg.envelope.resume_offset.is_some() && in_memory < refill_below {
+            if refill {
                 self.actions.push(Action::ReadRecipients(m));
             } else if msg.refcount == 0 {
                 self.actions.push(Action::MessageDone(m));
             }
         }
+    }
+
+    /// qmgr_entry_done's refill test: the message has recipients still unread in its file
+    /// and few recipients are in memory.
+    fn refill_due(&self, m: MessageRef) -> bool {
+        self.recipient_count < self.cfg.refill_below
+            && self
+                .messages
+                .get(m.0)
+                .is_some_and(|msg| msg.envelope.resume_offset.is_some())
     }
 
     /// A ready, empty destination is forgotten; dead ones stay as the status cache.

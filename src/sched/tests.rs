@@ -1165,3 +1165,31 @@ fn a_crash_keeps_the_rate_lock_as_the_c_daemon_does() {
     assert!(connects(&s.take_actions()).is_empty());
     assert_eq!(s.queue_status(b"slow", b"d1.lab").unwrap().todo, 1);
 }
+
+#[test]
+fn moving_a_large_messages_waiting_mail_to_retry_reads_its_next_batch() {
+    // qmgr_entry_move_todo ends in qmgr_entry_done for the moved entry, whose refill test
+    // runs: with few recipients in memory the list's next batch is read at once.
+    let cfg = SchedConfig {
+        refill_below: 10,
+        ..SchedConfig::default()
+    };
+    let mut s = Scheduler::new(cfg, limits_with(1, 20, 50));
+    let one = add(&mut s, "M1", vec![smtp_route("a@d1.lab")]);
+    let mut env = envelope("list@src.lab");
+    env.resume_offset = Some(4096);
+    let list = s.add_message(b"L1".to_vec(), env, Timeval::default(), 0);
+    s.assign(0, list, vec![smtp_route("b@d1.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (e, r) = s.agent_ready(1, t).unwrap();
+    assert_eq!(r.queue_id, b"M1");
+    // The destination dies (window 1): the list's waiting entry moves to retry.
+    s.agent_reply(2, e, Some(&defer_reply("4.4.1", "refused")));
+    let actions = s.take_actions();
+    assert!(
+        actions.contains(&Action::ReadRecipients(list)),
+        "{actions:?}"
+    );
+    assert!(!actions.contains(&Action::ReadRecipients(one)));
+}
