@@ -311,3 +311,48 @@ fn a_request_the_agent_never_reads_times_out_after_qmgr_ipc_timeout_and_goes_to_
         w.diagnostics()
     );
 }
+
+/// As the C daemon's qmgr_transport_event: on a rate-delayed transport, a failed connect is
+/// logged at once but acted on (transport suspended, mail to retry) only after the delay.
+#[test]
+fn a_failed_connect_on_a_rate_delayed_transport_is_acted_on_after_the_delay() {
+    let mut w = World::with_params(&[("smtp_transport_rate_delay", "2s")]);
+    w.add_agent("retry", Behaviour::DeferPerRecipient);
+    w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    w.expect_log(
+        "warning: connect to transport private/smtp: No such file or directory",
+        T,
+    );
+    let logged = Instant::now();
+    assert!(w.agent("retry").wait_requests(1, T), "{}", w.diagnostics());
+    let waited = logged.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1700),
+        "mail went to retry {waited:?} after the failed connect"
+    );
+}
+
+/// Likewise an agent that hangs up without announcing itself: its announcement is read, and
+/// found malformed, only when the rate delay is over.
+#[test]
+fn a_silent_agent_on_a_rate_delayed_transport_is_judged_after_the_delay() {
+    let mut w = World::with_params(&[("smtp_transport_rate_delay", "2s")]);
+    w.add_agent("smtp", Behaviour::NoAnnounce);
+    w.add_agent("retry", Behaviour::DeferPerRecipient);
+    w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    assert!(
+        common::wait_until(T, || w.agent("smtp").connections() == 1),
+        "{}",
+        w.diagnostics()
+    );
+    let connected = Instant::now();
+    w.expect_log("warning: private/smtp socket: malformed response", T);
+    let waited = connected.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1700),
+        "judged {waited:?} after the connection"
+    );
+    assert!(w.agent("retry").wait_requests(1, T), "{}", w.diagnostics());
+}

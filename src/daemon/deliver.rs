@@ -17,8 +17,11 @@ use crate::sched::{EntryRef, TransportRef};
 pub enum AgentState {
     /// Waiting for `{protocol=delivery_request_protocol}`.
     Connecting,
-    /// Announced; waiting out `<transport>_transport_rate_delay` before the request.
+    /// Spoke (or hung up); waiting out `<transport>_transport_rate_delay` before its
+    /// announcement is read and the request sent.
     RateDelay,
+    /// The rate delay is over but the announcement was incomplete.
+    Announcing,
     /// Request sent (or being written) for this entry; waiting for the reply.
     Delivering { entry: EntryRef, queue_id: Vec<u8> },
 }
@@ -63,9 +66,47 @@ impl Daemon {
                     "connect to transport {path}: {}",
                     crate::maillog::strerror(&e)
                 );
+                // As qmgr_transport_event: with a rate delay, the failure is acted on only
+                // once the delay is over (the transport stays rate-locked meanwhile).
+                let delay = self.transport_rate_delay(&name);
+                if delay > 0 {
+                    let _ = self.arm_after(delay, TimerKind::AgentUnavailable { transport });
+                    return;
+                }
                 self.sched.agent_unavailable(now, transport);
                 self.run_actions(now);
             }
+        }
+    }
+
+    /// A failed connect's rate delay is over: the transport is unavailable.
+    pub(super) fn agent_unavailable_after_delay(&mut self, transport: TransportRef) {
+        let now = super::now_secs();
+        self.sched.agent_unavailable(now, transport);
+        self.run_actions(now);
+    }
+
+    /// Whether the agent announced `delivery_request_protocol`: `None` while the announcement
+    /// is still incomplete; `Some(false)`, with the C daemon's warning, when it is malformed
+    /// or the agent hung up.
+    fn announcement(&mut self, slot: usize, filled: bool) -> Option<bool> {
+        let agent = self.agent_mut(slot)?;
+        let announced = match (filled, agent.conn.next_list()) {
+            (true, Some(list)) => Protocol::DeliveryRequest.check_announcement(&list).is_ok(),
+            (true, None) if !agent.conn.at_eof() => return None,
+            _ => false,
+        };
+        if !announced {
+            warn!("{} socket: malformed response", agent.conn.path);
+        }
+        Some(announced)
+    }
+
+    /// The agent did not announce itself properly: the transport is unavailable.
+    fn agent_malformed(&mut self, now: u64, slot: usize) {
+        if let Some(Peer::Agent(agent)) = self.remove_peer(slot) {
+            self.sched.agent_unavailable(now, agent.transport);
+            self.run_actions(now);
         }
     }
 
@@ -95,21 +136,8 @@ impl Daemon {
         let filled = agent.conn.fill();
         match &agent.state {
             AgentState::Connecting => {
-                let announced = match (&filled, agent.conn.next_list()) {
-                    (Ok(()), Some(list)) => {
-                        Protocol::DeliveryRequest.check_announcement(&list).is_ok()
-                    }
-                    (Ok(()), None) if !agent.conn.at_eof() => return,
-                    _ => false,
-                };
-                if !announced {
-                    warn!("{} socket: malformed response", agent.conn.path);
-                    let transport = agent.transport;
-                    self.remove_peer(slot);
-                    self.sched.agent_unavailable(now, transport);
-                    self.run_actions(now);
-                    return;
-                }
+                // The agent spoke or hung up. As qmgr_transport_event: with a rate delay, the
+                // announcement is read only once the delay is over.
                 let delay = {
                     let name = agent.name.clone();
                     self.transport_rate_delay(&name)
@@ -124,11 +152,20 @@ impl Daemon {
                     }
                     return;
                 }
-                self.send_request(now, slot);
+                match self.announcement(slot, filled.is_ok()) {
+                    None => {}
+                    Some(true) => self.send_request(now, slot),
+                    Some(false) => self.agent_malformed(now, slot),
+                }
             }
             AgentState::RateDelay => {
-                // Nothing is expected now; a hang-up is noticed when the request is written.
+                // Nothing is expected now: the announcement is looked at when the delay ends.
             }
+            AgentState::Announcing => match self.announcement(slot, filled.is_ok()) {
+                None => {}
+                Some(true) => self.send_request(now, slot),
+                Some(false) => self.agent_malformed(now, slot),
+            },
             AgentState::Delivering { entry, .. } => {
                 let entry = *entry;
                 let scanned = match (&filled, agent.conn.next_list()) {
@@ -167,9 +204,25 @@ impl Daemon {
             .unwrap_or(0)
     }
 
+    /// The rate delay after the agent spoke is over: its announcement decides.
     pub(super) fn rate_delay_over(&mut self, slot: usize, serial: u64) {
-        if self.peer_serial(slot) == Some(serial) {
-            self.send_request(super::now_secs(), slot);
+        if self.peer_serial(slot) != Some(serial) {
+            return;
+        }
+        let now = super::now_secs();
+        let filled = self.agent_mut(slot).map(|a| a.conn.fill().is_ok());
+        match self.announcement(slot, filled.unwrap_or(false)) {
+            None => {
+                // Not all there yet: the next readable event finishes it, under the
+                // connection's daemon_timeout.
+                if let Some(agent) = self.agent_mut(slot) {
+                    agent.state = AgentState::Announcing;
+                }
+                let timeout = self.daemon_timeout();
+                self.arm_peer_timer(slot, timeout, TimerKind::AgentTimeout { slot, serial });
+            }
+            Some(true) => self.send_request(now, slot),
+            Some(false) => self.agent_malformed(now, slot),
         }
     }
 

@@ -76,6 +76,10 @@ enum TimerKind {
         slot: usize,
         serial: u64,
     },
+    /// A failed connect to a rate-delayed transport: unavailable once the delay is over.
+    AgentUnavailable {
+        transport: crate::sched::TransportRef,
+    },
     /// qmgr_ipc_timeout while a delivery request is still being written.
     RequestWrite {
         slot: usize,
@@ -552,6 +556,9 @@ impl Daemon {
                     self.arm_after(delay, TimerKind::DeferredScan);
                 }
                 TimerKind::AgentTimeout { slot, serial } => self.agent_timeout(slot, serial),
+                TimerKind::AgentUnavailable { transport } => {
+                    self.agent_unavailable_after_delay(transport)
+                }
                 TimerKind::RequestWrite { slot, serial } => {
                     self.request_write_timeout(slot, serial)
                 }
