@@ -8,7 +8,7 @@ use std::path::Path;
 
 use oqmgr::master::trigger::{FLUSH_DFXP, SCAN_ALL, SCAN_START};
 use oqmgr::queue::file::{
-    BounceLog, LockError, OpenCheck, QueueDir, RecoverWarning, Removed, Renamed,
+    BounceLog, LockError, OpenCheck, QueueDir, RecoverNote, RecoverWarning, Removed, Renamed,
 };
 use oqmgr::queue::id::QueueId;
 use oqmgr::queue::path::{QueuePaths, ACTIVE, CORRUPT, DEFERRED, INCOMING};
@@ -348,9 +348,17 @@ fn recover_active_moves_files_and_reports_bad_names() {
     fs::create_dir(tmp.path().join("active/X")).unwrap();
     fs::write(tmp.path().join("active/X/MISPLACED1"), b"").unwrap();
 
-    let report = dir.recover_active(now).unwrap();
-    assert_eq!(report.moved, 4);
-    let mut warnings: Vec<String> = report.warnings.iter().map(|w| w.to_string()).collect();
+    let mut notes = Vec::new();
+    let moved = dir.recover_active(now, &mut |n| notes.push(n)).unwrap();
+    assert_eq!(moved, 4);
+    let report: Vec<RecoverWarning> = notes
+        .into_iter()
+        .filter_map(|n| match n {
+            RecoverNote::Warning(w) => Some(w),
+            RecoverNote::Renamed(_) => None,
+        })
+        .collect();
+    let mut warnings: Vec<String> = report.iter().map(|w| w.to_string()).collect();
     warnings.sort();
     assert_eq!(
         warnings,
@@ -360,7 +368,6 @@ fn recover_active_moves_files_and_reports_bad_names() {
         ]
     );
     assert!(report
-        .warnings
         .iter()
         .any(|w| matches!(w, RecoverWarning::BadId(name) if name == b"bad.name")));
 
@@ -377,7 +384,7 @@ fn recover_active_moves_files_and_reports_bad_names() {
 fn recover_active_without_active_is_a_scan_error() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = QueueDir::new(tmp.path(), QueuePaths::default());
-    let err = dir.recover_active(1).unwrap_err();
+    let err = dir.recover_active(1, &mut |_| {}).unwrap_err();
     assert_eq!(
         err.to_string(),
         "scan_dir_push: open directory active: No such file or directory"

@@ -502,7 +502,8 @@ impl Daemon {
     /// active/ID -> corrupt/ID, with the C daemon's warning.
     pub(super) fn corrupt(&mut self, id: &QueueId) {
         match self.qdir.rename(id, ACTIVE, CORRUPT) {
-            Ok(_) => {
+            Ok(renamed) => {
+                super::log_renamed(&renamed);
                 warn!("saving corrupt file \"{id}\" from queue \"{ACTIVE}\" to queue \"{CORRUPT}\"")
             }
             Err(e) if e.is_not_found() => {}
@@ -522,7 +523,7 @@ impl Daemon {
             }
         }
         match self.qdir.rename(id, ACTIVE, to) {
-            Ok(_) => {}
+            Ok(renamed) => super::log_renamed(&renamed),
             Err(e) if e.is_not_found() => warn!("qmgr_active_defer: {e}"),
             Err(e) => fatal(&format!("qmgr_active_defer: {e}")),
         }

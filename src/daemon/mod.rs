@@ -198,14 +198,7 @@ impl Daemon {
         let flush_domains = status_clients::FlushDomains::init(&config, &params);
         let limits = transport_lookup(config, params.clone());
         let now = now_secs();
-        match qdir.recover_active(i64::try_from(now).unwrap_or(i64::MAX)) {
-            Ok(report) => {
-                for w in report.warnings {
-                    warn!("{w}");
-                }
-            }
-            Err(e) => fatal(&e.to_string()),
-        }
+        recover_active(&qdir, now);
         let incoming = qdir.scan(INCOMING);
         let deferred = qdir.scan(DEFERRED);
         let secs = |v: i32| Duration::from_secs(u64::try_from(v).unwrap_or(0));
@@ -713,14 +706,7 @@ pub fn stand_alone(options: &DaemonOptions, params: &Params) -> ! {
     )
     .unwrap_or_else(|e| fatal(&e.to_string()));
     let qdir = QueueDir::new(PathBuf::new(), paths);
-    match qdir.recover_active(i64::try_from(now_secs()).unwrap_or(i64::MAX)) {
-        Ok(report) => {
-            for w in report.warnings {
-                warn!("{w}");
-            }
-        }
-        Err(e) => fatal(&e.to_string()),
-    }
+    recover_active(&qdir, now_secs());
     let stdin = std::io::stdin();
     let request = fds::read_stand_alone(std::os::fd::AsFd::as_fd(&stdin))
         .unwrap_or_else(|e| fatal(&e.to_string()));
@@ -749,6 +735,17 @@ fn transport_lookup(config: Config, params: Params) -> LimitsLookup {
             Err(e) => fatal(&e.to_string()),
         }
     })
+}
+
+/// Post-init: active/ back to incoming/, logging as it goes; a failure is fatal.
+fn recover_active(qdir: &QueueDir, now: u64) {
+    let mut note = |note: crate::queue::file::RecoverNote| match note {
+        crate::queue::file::RecoverNote::Warning(w) => warn!("{w}"),
+        crate::queue::file::RecoverNote::Renamed(r) => log_renamed(&r),
+    };
+    if let Err(e) = qdir.recover_active(i64::try_from(now).unwrap_or(i64::MAX), &mut note) {
+        fatal(&e.to_string());
+    }
 }
 
 /// The NFS work-around of a rename is worth an info line; a plain rename is not.

@@ -345,13 +345,13 @@ impl fmt::Display for RecoverError {
 
 impl std::error::Error for RecoverError {}
 
-/// What start-up recovery did.
-#[derive(Debug, Default)]
-pub struct RecoverReport {
-    /// Files moved to `incoming`.
-    pub moved: usize,
-    /// Warnings to log, in the order they happened.
-    pub warnings: Vec<RecoverWarning>,
+/// What start-up recovery has to say as it goes.
+#[derive(Debug)]
+pub enum RecoverNote {
+    /// A `warning:` line.
+    Warning(RecoverWarning),
+    /// A rename that needed the NFS work-around (an info line).
+    Renamed(Renamed),
 }
 
 /// The queue directory: where it is and how its queues are hashed.
@@ -605,13 +605,19 @@ impl QueueDir {
 
     /// Start-up: every file in `active` (searched like a queue scan) gets atime = mtime =
     /// `now` and moves to `incoming`. No mode check. Invalid names and files that vanish are
-    /// warnings; other failures stop the recovery.
-    pub fn recover_active(&self, now: i64) -> Result<RecoverReport, RecoverError> {
-        let mut report = RecoverReport::default();
+    /// warnings; other failures stop the recovery. Each warning (and the NFS work-around of a
+    /// rename) goes to `note` as it happens, as the C daemon's qmgr_move logs it, so none is
+    /// lost when a later failure is fatal. Returns how many files moved.
+    pub fn recover_active(
+        &self,
+        now: i64,
+        note: &mut dyn FnMut(RecoverNote),
+    ) -> Result<usize, RecoverError> {
+        let mut moved = 0;
         let mut scanner = QueueScanner::open(&self.root, ACTIVE).map_err(RecoverError::Scan)?;
         while let Some(name) = scanner.next_name().map_err(RecoverError::Scan)? {
             let Ok(id) = QueueId::parse(&name) else {
-                report.warnings.push(RecoverWarning::BadId(name));
+                note(RecoverNote::Warning(RecoverWarning::BadId(name)));
                 continue;
             };
             // Postfix skips the time stamps for a zero time; `now` is never zero in practice.
@@ -619,21 +625,26 @@ impl QueueDir {
                 match self.set_time(ACTIVE, &id, now) {
                     Ok(()) => {}
                     Err(err) if err.is_not_found() => {
-                        report.warnings.push(RecoverWarning::TimeStamps(err));
+                        note(RecoverNote::Warning(RecoverWarning::TimeStamps(err)));
                         continue;
                     }
                     Err(err) => return Err(RecoverError::TimeStamps(err)),
                 }
             }
             match self.rename(&id, ACTIVE, INCOMING) {
-                Ok(_) => report.moved += 1,
+                Ok(renamed) => {
+                    moved += 1;
+                    if matches!(renamed, Renamed::NfsWorkaround { .. }) {
+                        note(RecoverNote::Renamed(renamed));
+                    }
+                }
                 Err(err) if err.is_not_found() => {
-                    report.warnings.push(RecoverWarning::Rename(err));
+                    note(RecoverNote::Warning(RecoverWarning::Rename(err)));
                 }
                 Err(err) => return Err(RecoverError::Rename(err)),
             }
         }
-        Ok(report)
+        Ok(moved)
     }
 }
 
