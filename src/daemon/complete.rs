@@ -262,9 +262,14 @@ impl Daemon {
             return;
         };
         let mut status: Option<i32> = None;
+        // The request went out in full: the reply gets a time limit of its own.
+        let mut written = false;
         if writable && n.conn.wants_write() {
             match n.conn.flush() {
-                Ok(true) => self.set_interest(slot, Interest::READABLE),
+                Ok(true) => {
+                    self.set_interest(slot, Interest::READABLE);
+                    written = true;
+                }
                 Ok(false) => return,
                 Err(_) => status = Some(-1),
             }
@@ -292,7 +297,10 @@ impl Daemon {
                     let request = std::mem::take(&mut n.request);
                     n.conn.queue(&request);
                     match n.conn.flush() {
-                        Ok(true) => {}
+                        Ok(true) => {
+                            written = true;
+                            continue;
+                        }
                         Ok(false) => {
                             self.set_interest(slot, Interest::READABLE | Interest::WRITABLE);
                             return;
@@ -304,11 +312,26 @@ impl Daemon {
                 status = Some(StatusReply::decode(&list).map_or(-1, |r| r.status));
             }
         }
+        if written {
+            self.await_notify_reply(slot);
+        }
         let Some(status) = status else {
             return;
         };
         if let Some(Peer::Notify(n)) = self.remove_peer(slot) {
             self.notify_result(now, n.message, n.step, n.what, status);
+        }
+    }
+
+    /// As Postfix's abounce: the greeting has ABOUNCE_TIMEOUT, and once the request is
+    /// written the reply has ABOUNCE_TIMEOUT again.
+    fn await_notify_reply(&mut self, slot: usize) {
+        if let Some(serial) = self.peer_serial(slot) {
+            self.arm_peer_timer(
+                slot,
+                NOTIFY_TIMEOUT,
+                TimerKind::NotifyTimeout { slot, serial },
+            );
         }
     }
 
