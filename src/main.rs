@@ -154,6 +154,7 @@ fn main() {
     let master = MasterChannels::inherit(options.socket_count).unwrap_or_else(|e| {
         maillog::fatal(&format!("master descriptors: {}", maillog::strerror(&e)))
     });
+    let pre_jail = oqmgr::daemon::pre_jail_init(&config, &params);
     enter_queue_directory(&options, &params, &mail_owner);
     Daemon::new(Startup {
         options,
@@ -161,6 +162,7 @@ fn main() {
         params,
         master,
         generation,
+        pre_jail,
     })
     .run()
 }

@@ -452,3 +452,33 @@ fn a_queue_manager_stuck_in_a_blocking_call_is_ended_by_the_watchdog() {
     let status = w.master().wait_exit(T).expect("exit");
     assert_eq!(status.code(), Some(1));
 }
+
+/// As trigger_server's pre_accept with dict_changed_name: a lookup table the queue manager
+/// opened (here in mydestination) that changes on disk ends it at the next trigger, with the
+/// C daemon's line and exit status 0, so that master starts one that sees the new table.
+#[test]
+fn a_changed_lookup_table_restarts_the_queue_manager_at_the_next_trigger() {
+    let tables = tempfile::tempdir().unwrap();
+    let base = tables.path().join("mydest");
+    let db = tables.path().join("mydest.db");
+    std::fs::write(&db, b"not read, only watched").unwrap();
+    let table = format!("hash:{}", base.display());
+    let mydestination = format!("{table}, localhost");
+    let mut w = World::with_params(&[("mydestination", &mydestination)]);
+    w.start();
+    // Unchanged: triggers are served as usual.
+    w.master().trigger(b"I").expect("trigger answered");
+    assert!(w.master().is_running(), "{}", w.diagnostics());
+    // postmap rebuilds the table: a new time stamp.
+    let when = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&db)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    let _ = w.master().trigger(b"I");
+    w.expect_log(&format!("table {table} has changed -- restarting"), T);
+    let status = w.master().wait_exit(T).expect("exit after the change");
+    assert_eq!(status.code(), Some(0));
+}

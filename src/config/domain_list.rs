@@ -178,6 +178,16 @@ impl DomainList {
         Ok(())
     }
 
+    /// The `type:name` lookup tables the list names (the C daemon opens them).
+    pub fn tables(&self) -> impl Iterator<Item = &str> {
+        self.patterns.iter().filter_map(|p| match p {
+            Pattern::Unavailable { table, .. } if !table.starts_with("non-existent:") => {
+                Some(table.as_str())
+            }
+            _ => None,
+        })
+    }
+
     /// True when the list has no patterns (nothing can match).
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()

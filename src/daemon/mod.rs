@@ -13,6 +13,7 @@ mod deliver;
 mod import;
 pub mod rewrite;
 mod status_clients;
+mod table_watch;
 pub mod timers;
 
 use std::collections::HashMap;
@@ -156,6 +157,8 @@ pub struct Daemon {
     recipient_cap: usize,
     /// fast_flush_domains, for deferrals recorded without an agent.
     flush_domains: status_clients::FlushDomains,
+    /// Lookup tables whose change restarts the process.
+    tables: table_watch::TableWatch,
 }
 
 /// How the daemon was started.
@@ -165,6 +168,41 @@ pub struct Startup {
     pub params: Params,
     pub master: MasterChannels,
     pub generation: u32,
+    pub pre_jail: PreJail,
+}
+
+/// What the C daemon sets up as root, before the privilege drop and chroot: the
+/// fast_flush_domains list (flush_init, reading its `/file` patterns), and the lookup tables
+/// of that list and of mydestination (resolve_local_init), watched for changes.
+pub struct PreJail {
+    flush_domains: status_clients::FlushDomains,
+    tables: table_watch::TableWatch,
+}
+
+/// The pre-jail initialisation (see [`PreJail`]).
+pub fn pre_jail_init(config: &Config, params: &Params) -> PreJail {
+    let flush_domains = status_clients::FlushDomains::init(config, params);
+    // Parsed, with resolve_local_init's warnings, for its table names: mydestination is not
+    // otherwise used here.
+    let mydestination = match crate::config::domain_list::DomainList::parse(
+        "mydestination",
+        &params.mydestination,
+        false,
+    ) {
+        Ok((list, warnings)) => {
+            for w in warnings {
+                warn!("{w}");
+            }
+            list
+        }
+        Err(e) => fatal(&e.to_string()),
+    };
+    let tables =
+        table_watch::TableWatch::open(mydestination.tables().chain(flush_domains.tables()));
+    PreJail {
+        flush_domains,
+        tables,
+    }
 }
 
 fn fatal(text: &str) -> ! {
@@ -181,6 +219,7 @@ impl Daemon {
             params,
             master,
             generation,
+            pre_jail,
         } = startup;
         let paths = match crate::queue::path::QueuePaths::new(
             &params.hash_queue_names,
@@ -195,7 +234,6 @@ impl Daemon {
             Err(e) => fatal(&format!("poll: {}", maillog::strerror(&e))),
         };
         let sched_cfg = SchedConfig::from_params(&params);
-        let flush_domains = status_clients::FlushDomains::init(&config, &params);
         let limits = transport_lookup(config, params.clone());
         let now = now_secs();
         recover_active(&qdir, now);
@@ -236,7 +274,8 @@ impl Daemon {
             master_gone: false,
             trigger_backlog: false,
             recipient_cap,
-            flush_domains,
+            flush_domains: pre_jail.flush_domains,
+            tables: pre_jail.tables,
         };
         daemon.register_master();
         daemon.scan_request(INCOMING, trigger::SCAN_START);
@@ -457,6 +496,11 @@ impl Daemon {
         for fd in self.master.listen_fds() {
             let mut taken = 0;
             loop {
+                // trigger_server's pre_accept: a changed table ends this process first.
+                if let Some(table) = self.tables.changed() {
+                    info!("table {table} has changed -- restarting");
+                    std::process::exit(0);
+                }
                 if taken == TRIGGERS_PER_PASS {
                     self.trigger_backlog = true;
                     break;

@@ -45,6 +45,11 @@ pub struct FlushDomains {
 }
 
 impl FlushDomains {
+    /// The lookup tables the list names.
+    pub fn tables(&self) -> impl Iterator<Item = &str> {
+        self.list.tables()
+    }
+
     /// Reads the list (and any `/file` in it) and logs its parse warnings; a bare `!` is fatal
     /// as in Postfix.
     pub fn init(config: &Config, params: &Params) -> FlushDomains {
