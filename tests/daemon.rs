@@ -482,3 +482,29 @@ fn a_changed_lookup_table_restarts_the_queue_manager_at_the_next_trigger() {
     let status = w.master().wait_exit(T).expect("exit after the change");
     assert_eq!(status.code(), Some(0));
 }
+
+/// -S runs the C daemon's whole post-init: both queue scans start, so a missing deferred/
+/// is fatal there too.
+#[test]
+fn stand_alone_mode_starts_both_scans_and_a_missing_queue_is_fatal() {
+    use std::io::Write;
+    let w = World::new();
+    std::fs::remove_dir_all(w.dir.queue_dir().join("deferred")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oqmgr"))
+        .arg0("qmgr")
+        .arg("-S")
+        .env_clear()
+        .env("MAIL_CONFIG", w.dir.config_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().unwrap().write_all(b"I").unwrap();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1), "{}", w.diagnostics());
+    w.expect_log(
+        "fatal: scan_dir_push: open directory deferred: No such file or directory",
+        T,
+    );
+}

@@ -751,6 +751,12 @@ pub fn stand_alone(options: &DaemonOptions, params: &Params) -> ! {
     .unwrap_or_else(|e| fatal(&e.to_string()));
     let qdir = QueueDir::new(PathBuf::new(), paths);
     recover_active(&qdir, now_secs());
+    // The rest of the C daemon's post-init: both scans start (a missing queue is fatal).
+    for queue in [INCOMING, DEFERRED] {
+        if let Err(e) = qdir.scan(queue).request(trigger::SCAN_START) {
+            fatal(&e.to_string());
+        }
+    }
     let stdin = std::io::stdin();
     let request = fds::read_stand_alone(std::os::fd::AsFd::as_fd(&stdin))
         .unwrap_or_else(|e| fatal(&e.to_string()));
