@@ -89,7 +89,8 @@ fn main() {
         );
     }
 
-    let options = DaemonOptions::parse(&argv).unwrap_or_else(|e| maillog::fatal(&e.to_string()));
+    let mut options =
+        DaemonOptions::parse(&argv).unwrap_or_else(|e| maillog::fatal(&e.to_string()));
     let config_dir = resolve_config_dir(std::env::var_os("MAIL_CONFIG").as_deref());
     let config = Config::load(&config_dir, &options.overrides).unwrap_or_else(|e| {
         if let Some(w) = e.preceding_warning() {
@@ -117,8 +118,15 @@ fn main() {
             params.smtputf8_enable,
         );
     }
-    for w in params.apply_post_init() {
-        log::warn!("{w}");
+    // mail_params_init's account checks come before the trigger server refuses a terminal.
+    let mail_owner = String::from_utf8_lossy(&params.mail_owner).into_owned();
+    if let Err(text) = process::check_accounts(
+        config.config_dir(),
+        &mail_owner,
+        &String::from_utf8_lossy(&params.default_privs),
+        &String::from_utf8_lossy(&params.setgid_group),
+    ) {
+        maillog::fatal(&text);
     }
     if process::refuse_terminal(
         options.daemon_mode,
@@ -133,14 +141,9 @@ fn main() {
         );
         maillog::fatal("do not run this command by hand");
     }
-    let mail_owner = String::from_utf8_lossy(&params.mail_owner).into_owned();
-    if let Err(text) = process::check_accounts(
-        config.config_dir(),
-        &mail_owner,
-        &String::from_utf8_lossy(&params.default_privs),
-        &String::from_utf8_lossy(&params.setgid_group),
-    ) {
-        maillog::fatal(&text);
+    // Then, with the parameter tables read, the solitary check and the transport type.
+    if let Err(e) = options.check_service() {
+        maillog::fatal(&e.to_string());
     }
     if options.service_type == Some(oqmgr::master::options::ServiceType::Pass) {
         maillog::fatal("unsupported transport type: pass");
@@ -149,6 +152,7 @@ fn main() {
         process::generation_from_env().unwrap_or_else(|e| maillog::fatal(&e.to_string()));
     if options.stand_alone {
         enter_queue_directory(&options, &params, &mail_owner);
+        post_init_warnings(&mut params);
         oqmgr::daemon::stand_alone(&options, &params);
     }
     let master = MasterChannels::inherit(options.socket_count).unwrap_or_else(|e| {
@@ -156,6 +160,7 @@ fn main() {
     });
     let pre_jail = oqmgr::daemon::pre_jail_init(&config, &params);
     enter_queue_directory(&options, &params, &mail_owner);
+    post_init_warnings(&mut params);
     Daemon::new(Startup {
         options,
         config,
@@ -165,4 +170,12 @@ fn main() {
         pre_jail,
     })
     .run()
+}
+
+/// The C daemon's post-init adjustments (after the chroot and privilege drop), with their
+/// warnings.
+fn post_init_warnings(params: &mut Params) {
+    for w in params.apply_post_init() {
+        log::warn!("{w}");
+    }
 }

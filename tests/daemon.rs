@@ -508,3 +508,55 @@ fn stand_alone_mode_starts_both_scans_and_a_missing_queue_is_fatal() {
         T,
     );
 }
+
+/// An administrator who runs the binary by hand, with no arguments, from a terminal gets the
+/// C trigger server's answer on the terminal: the terminal is refused before the
+/// process-limit and transport-type checks.
+#[test]
+fn run_by_hand_from_a_terminal_it_says_so_before_any_service_check() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let w = World::new();
+    // SAFETY: posix_openpt returns a new descriptor (or -1), owned here at once.
+    let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
+    if master < 0 {
+        eprintln!("skipped: no pseudo-terminals here");
+        return;
+    }
+    // SAFETY: `master` is a valid descriptor returned above and owned by nothing else.
+    let master = unsafe { OwnedFd::from_raw_fd(master) };
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: grantpt/unlockpt/ptsname_r on the pty master we own; `name` outlives the call
+    // and its length is passed.
+    let ok = unsafe {
+        use std::os::fd::AsRawFd;
+        libc::grantpt(master.as_raw_fd()) == 0
+            && libc::unlockpt(master.as_raw_fd()) == 0
+            && libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) == 0
+    };
+    assert!(ok, "pty set-up");
+    // SAFETY: ptsname_r wrote a NUL-terminated string into `name`.
+    let slave_path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    let slave = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&slave_path)
+        .expect("open the pty");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oqmgr"))
+        .env_clear()
+        .env("MAIL_CONFIG", w.dir.config_dir())
+        .stdin(slave)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("oqmgr: fatal: do not run this command by hand"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("process limit"), "{stderr}");
+    drop(master);
+}

@@ -55,8 +55,10 @@ pub struct DaemonOptions {
     pub socket_count: u32,
     /// `-S`: stand-alone mode, one trigger from stdin.
     pub stand_alone: bool,
-    /// `-t`: the listener type; required unless `-S`.
+    /// `-t`: the listener type; required unless `-S` (set by [`DaemonOptions::check_service`]).
     pub service_type: Option<ServiceType>,
+    /// The `-t` word as given.
+    transport_word: Option<String>,
     /// `-u`: drop privileges to mail_owner.
     pub drop_privileges: bool,
     /// `-v` count.
@@ -143,12 +145,12 @@ impl DaemonOptions {
             socket_count: 1,
             stand_alone: false,
             service_type: None,
+            transport_word: None,
             drop_privileges: false,
             verbose: 0,
             log_to_stderr: false,
             leftover: Vec::new(),
         };
-        let mut service_type_word: Option<String> = None;
         let mut i = 1;
         while i < argv.len() {
             let word = argv[i].as_ref();
@@ -203,7 +205,7 @@ impl DaemonOptions {
                         }
                         opts.socket_count = n as u32;
                     }
-                    _ => service_type_word = Some(value), // 't'
+                    _ => opts.transport_word = Some(value), // 't'
                 }
                 break;
             }
@@ -213,17 +215,27 @@ impl DaemonOptions {
             .iter()
             .map(|s| s.as_ref().to_string())
             .collect();
-        // The checks the trigger server makes once the configuration is read, in its order:
-        // the solitary-service check, then the transport type.
-        if !opts.stand_alone && !opts.process_limit_one {
-            return Err(OptionError::RequiresProcessLimitOne(opts.service_name));
-        }
-        if !opts.stand_alone {
-            let word = service_type_word.ok_or(OptionError::NoTransportType)?;
-            opts.service_type =
-                Some(ServiceType::parse(&word).ok_or(OptionError::UnsupportedTransportType(word))?);
-        }
         Ok(opts)
+    }
+
+    /// The checks the trigger server makes once the configuration is read and a terminal on
+    /// stdin was refused, in its order: the solitary-service check, then the transport type.
+    pub fn check_service(&mut self) -> Result<(), OptionError> {
+        if self.stand_alone {
+            return Ok(());
+        }
+        if !self.process_limit_one {
+            return Err(OptionError::RequiresProcessLimitOne(
+                self.service_name.clone(),
+            ));
+        }
+        let word = self
+            .transport_word
+            .clone()
+            .ok_or(OptionError::NoTransportType)?;
+        self.service_type =
+            Some(ServiceType::parse(&word).ok_or(OptionError::UnsupportedTransportType(word))?);
+        Ok(())
     }
 
     /// The C daemon's refusal of a leftover argv word, made when the first trigger arrives.
@@ -240,7 +252,8 @@ mod tests {
 
     #[test]
     fn debian_master_argv_is_accepted() {
-        let o = DaemonOptions::parse(&["qmgr", "-l", "-t", "unix", "-u"]).unwrap();
+        let mut o = DaemonOptions::parse(&["qmgr", "-l", "-t", "unix", "-u"]).unwrap();
+        o.check_service().unwrap();
         assert_eq!(o.process_name, "qmgr");
         assert_eq!(o.service_name, "qmgr");
         assert_eq!(o.service_type, Some(ServiceType::Unix));
@@ -251,7 +264,7 @@ mod tests {
 
     #[test]
     fn our_command_in_a_qmgr_row_gets_the_service_name_from_dash_n() {
-        let o = DaemonOptions::parse(&[
+        let mut o = DaemonOptions::parse(&[
             "/usr/lib/postfix/sbin/oqmgr",
             "-l",
             "-n",
@@ -267,6 +280,7 @@ mod tests {
             "-v",
         ])
         .unwrap();
+        o.check_service().unwrap();
         assert_eq!(o.process_name, "oqmgr");
         assert_eq!(o.service_name, "qmgr");
         assert_eq!(o.service_type, Some(ServiceType::Fifo));
@@ -280,7 +294,8 @@ mod tests {
 
     #[test]
     fn clustered_flags_and_attached_arguments() {
-        let o = DaemonOptions::parse(&["qmgr", "-lutUNIX", "-dV"]).unwrap();
+        let mut o = DaemonOptions::parse(&["qmgr", "-lutUNIX", "-dV"]).unwrap();
+        o.check_service().unwrap();
         assert_eq!(o.service_type, Some(ServiceType::Unix));
         assert!(o.drop_privileges && !o.daemon_mode && o.log_to_stderr);
     }
@@ -298,14 +313,23 @@ mod tests {
 
     #[test]
     fn refusals_have_the_c_wording() {
-        let e = DaemonOptions::parse(&["qmgr", "-t", "unix"]).unwrap_err();
-        assert_eq!(e.to_string(), "service qmgr requires a process limit of 1");
-        let e = DaemonOptions::parse(&["oqmgr", "-n", "qmgr", "-z"]).unwrap_err();
-        assert_eq!(e.to_string(), "service qmgr requires a process limit of 1");
-        let e = DaemonOptions::parse(&["qmgr", "-l"]).unwrap_err();
-        assert_eq!(e.to_string(), "no transport type specified");
-        let e = DaemonOptions::parse(&["qmgr", "-l", "-t", "inet"]).unwrap_err();
-        assert_eq!(e.to_string(), "unsupported transport type: inet");
+        let service = |argv: &[&str]| {
+            let mut o = DaemonOptions::parse(argv).unwrap();
+            o.check_service().unwrap_err().to_string()
+        };
+        assert_eq!(
+            service(&["qmgr", "-t", "unix"]),
+            "service qmgr requires a process limit of 1"
+        );
+        assert_eq!(
+            service(&["oqmgr", "-n", "qmgr", "-z"]),
+            "service qmgr requires a process limit of 1"
+        );
+        assert_eq!(service(&["qmgr", "-l"]), "no transport type specified");
+        assert_eq!(
+            service(&["qmgr", "-l", "-t", "inet"]),
+            "unsupported transport type: inet"
+        );
         let e = DaemonOptions::parse(&["qmgr", "-l", "-x"]).unwrap_err();
         assert_eq!(e.to_string(), "invalid option: x");
         let e = DaemonOptions::parse(&["qmgr", "-l", "-s", "0", "-t", "unix"]).unwrap_err();
@@ -316,7 +340,8 @@ mod tests {
 
     #[test]
     fn stand_alone_needs_no_type_or_limit() {
-        let o = DaemonOptions::parse(&["qmgr", "-S"]).unwrap();
+        let mut o = DaemonOptions::parse(&["qmgr", "-S"]).unwrap();
+        o.check_service().unwrap();
         assert!(o.stand_alone);
         assert_eq!(o.service_type, None);
     }
