@@ -102,6 +102,16 @@ impl Daemon {
         Some(announced)
     }
 
+    /// The agent's announcement decides: the request goes out, or the transport is
+    /// unavailable; an incomplete one waits for more.
+    fn on_announcement(&mut self, now: u64, slot: usize, filled: bool) {
+        match self.announcement(slot, filled) {
+            None => {}
+            Some(true) => self.send_request(now, slot),
+            Some(false) => self.agent_malformed(now, slot),
+        }
+    }
+
     /// The agent did not announce itself properly: the transport is unavailable.
     fn agent_malformed(&mut self, now: u64, slot: usize) {
         if let Some(Peer::Agent(agent)) = self.remove_peer(slot) {
@@ -152,20 +162,12 @@ impl Daemon {
                     }
                     return;
                 }
-                match self.announcement(slot, filled.is_ok()) {
-                    None => {}
-                    Some(true) => self.send_request(now, slot),
-                    Some(false) => self.agent_malformed(now, slot),
-                }
+                self.on_announcement(now, slot, filled.is_ok());
             }
             AgentState::RateDelay => {
                 // Nothing is expected now: the announcement is looked at when the delay ends.
             }
-            AgentState::Announcing => match self.announcement(slot, filled.is_ok()) {
-                None => {}
-                Some(true) => self.send_request(now, slot),
-                Some(false) => self.agent_malformed(now, slot),
-            },
+            AgentState::Announcing => self.on_announcement(now, slot, filled.is_ok()),
             AgentState::Delivering { entry, .. } => {
                 let entry = *entry;
                 let scanned = match (&filled, agent.conn.next_list()) {
