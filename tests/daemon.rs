@@ -560,3 +560,29 @@ fn run_by_hand_from_a_terminal_it_says_so_before_any_service_check() {
     assert!(!stderr.contains("process limit"), "{stderr}");
     drop(master);
 }
+
+/// `-m` and `-i` are max_use and max_idle settings, checked like every other parameter (the
+/// C trigger server's mail_conf_update, then mail_params_init): `-m 0` is fatal before
+/// anything is done (the fatal goes to syslog, as main.cf's logging settings are not read yet).
+#[test]
+fn dash_m_zero_is_refused_as_an_invalid_max_use() {
+    let w = World::new();
+    let (id, _) = w
+        .dir
+        .message(b"sender@src.lab", &[b"a@d1.lab"])
+        .queue("active")
+        .write();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oqmgr"))
+        .arg0("qmgr")
+        .args(["-S", "-m", "0"])
+        .env_clear()
+        .env("MAIL_CONFIG", w.dir.config_dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", w.diagnostics());
+    // Stand-alone recovery did not run.
+    assert_eq!(w.dir.queue_of(&id).as_deref(), Some("active"));
+}

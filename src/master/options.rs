@@ -45,11 +45,8 @@ pub struct DaemonOptions {
     pub process_limit_one: bool,
     /// `-z`: process limit 0.
     pub process_limit_zero: bool,
-    /// `-i` value (max_idle; irrelevant to a queue manager, which never idles out).
-    pub max_idle: Option<String>,
-    /// `-m` value (max_use; likewise irrelevant).
-    pub max_use: Option<String>,
-    /// `-o name=value`, in order, unsplit (the config layer splits and applies them).
+    /// `-o name=value` (and `-i`/`-m` as `max_idle=`/`max_use=`), in order, unsplit (the
+    /// config layer splits and applies them).
     pub overrides: Vec<String>,
     /// `-s`: the number of listen descriptors starting at fd 6.
     pub socket_count: u32,
@@ -139,8 +136,6 @@ impl DaemonOptions {
             debug_me: false,
             process_limit_one: false,
             process_limit_zero: false,
-            max_idle: None,
-            max_use: None,
             overrides: Vec::new(),
             socket_count: 1,
             stand_alone: false,
@@ -194,8 +189,10 @@ impl DaemonOptions {
                     }
                 };
                 match c {
-                    b'i' => opts.max_idle = Some(value),
-                    b'm' => opts.max_use = Some(value),
+                    // As mail_conf_update(max_idle|max_use): main.cf overrides in argv order,
+                    // checked with every other parameter (a queue manager ignores both).
+                    b'i' => opts.overrides.push(format!("max_idle={value}")),
+                    b'm' => opts.overrides.push(format!("max_use={value}")),
                     b'n' => opts.service_name = value,
                     b'o' => opts.overrides.push(value),
                     b's' => {
@@ -344,6 +341,12 @@ mod tests {
         o.check_service().unwrap();
         assert!(o.stand_alone);
         assert_eq!(o.service_type, None);
+    }
+
+    #[test]
+    fn dash_i_and_m_are_max_idle_and_max_use_in_argv_order() {
+        let o = DaemonOptions::parse(&["qmgr", "-o", "max_use=5", "-m", "0", "-i", "7s"]).unwrap();
+        assert_eq!(o.overrides, vec!["max_use=5", "max_use=0", "max_idle=7s"]);
     }
 
     #[test]
