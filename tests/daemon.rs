@@ -393,18 +393,14 @@ fn a_trivial_rewrite_that_stops_answering_is_abandoned_after_ipc_timeout() {
     assert!(w.rewrite.connections() >= 2, "reconnected");
 }
 
-#[test]
-fn stand_alone_mode_recovers_active_and_takes_one_request_from_stdin() {
+/// Runs `qmgr -S <args>` on the instance of `w` with `request` on stdin, as a Postfix
+/// administrator would by hand.
+fn stand_alone(w: &World, args: &[&str], request: &[u8]) -> std::process::Output {
     use std::io::Write;
-    let w = World::new();
-    let (id, _) = w
-        .dir
-        .message(b"sender@src.lab", &[b"a@d1.lab"])
-        .queue("active")
-        .write();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oqmgr"))
         .arg0("qmgr")
         .arg("-S")
+        .args(args)
         .env_clear()
         .env("MAIL_CONFIG", w.dir.config_dir())
         .stdin(std::process::Stdio::piped())
@@ -412,8 +408,20 @@ fn stand_alone_mode_recovers_active_and_takes_one_request_from_stdin() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    child.stdin.take().unwrap().write_all(b"I").unwrap();
-    let out = child.wait_with_output().expect("wait");
+    // A daemon that refused to start may have closed its stdin already.
+    let _ = child.stdin.take().expect("stdin").write_all(request);
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn stand_alone_mode_recovers_active_and_takes_one_request_from_stdin() {
+    let w = World::new();
+    let (id, _) = w
+        .dir
+        .message(b"sender@src.lab", &[b"a@d1.lab"])
+        .queue("active")
+        .write();
+    let out = stand_alone(&w, &[], b"I");
     assert!(
         out.status.success(),
         "{:?} {}\n{}",
@@ -487,21 +495,9 @@ fn a_changed_lookup_table_restarts_the_queue_manager_at_the_next_trigger() {
 /// is fatal there too.
 #[test]
 fn stand_alone_mode_starts_both_scans_and_a_missing_queue_is_fatal() {
-    use std::io::Write;
     let w = World::new();
     std::fs::remove_dir_all(w.dir.queue_dir().join("deferred")).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oqmgr"))
-        .arg0("qmgr")
-        .arg("-S")
-        .env_clear()
-        .env("MAIL_CONFIG", w.dir.config_dir())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child.stdin.take().unwrap().write_all(b"I").unwrap();
-    let out = child.wait_with_output().expect("wait");
+    let out = stand_alone(&w, &[], b"I");
     assert_eq!(out.status.code(), Some(1), "{}", w.diagnostics());
     w.expect_log(
         "fatal: scan_dir_push: open directory deferred: No such file or directory",
@@ -572,16 +568,7 @@ fn dash_m_zero_is_refused_as_an_invalid_max_use() {
         .message(b"sender@src.lab", &[b"a@d1.lab"])
         .queue("active")
         .write();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oqmgr"))
-        .arg0("qmgr")
-        .args(["-S", "-m", "0"])
-        .env_clear()
-        .env("MAIL_CONFIG", w.dir.config_dir())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .expect("run");
+    let out = stand_alone(&w, &["-m", "0"], b"");
     assert_eq!(out.status.code(), Some(1), "{}", w.diagnostics());
     // Stand-alone recovery did not run.
     assert_eq!(w.dir.queue_of(&id).as_deref(), Some("active"));

@@ -271,6 +271,18 @@ fn bad_default_privs_or_setgid_group_are_fatal_at_start_up() {
     }
 }
 
+/// How long after the agent `agent` got its first connection the daemon logged `pattern`.
+fn from_first_connection_to_log(w: &World, agent: &str, pattern: &str) -> Duration {
+    assert!(
+        common::wait_until(T, || w.agent(agent).connections() == 1),
+        "{}",
+        w.diagnostics()
+    );
+    let connected = Instant::now();
+    w.expect_log(pattern, T);
+    connected.elapsed()
+}
+
 /// The C daemon writes a delivery request blocking, bounded by qmgr_ipc_timeout: an agent that
 /// announces itself and then reads nothing costs that long, then `write to process` with a
 /// time-out, and the transport's mail goes to retry as for any unavailable transport.
@@ -288,14 +300,11 @@ fn a_request_the_agent_never_reads_times_out_after_qmgr_ipc_timeout_and_goes_to_
     let rcpts: Vec<&str> = recipients.iter().map(String::as_str).collect();
     let id = w.drop_message("sender@src.lab", &rcpts);
     w.start();
-    assert!(
-        common::wait_until(T, || w.agent("smtp").connections() == 1),
-        "{}",
-        w.diagnostics()
+    let waited = from_first_connection_to_log(
+        &w,
+        "smtp",
+        "warning: write to process (smtp): Connection timed out",
     );
-    let connected = Instant::now();
-    w.expect_log("warning: write to process (smtp): Connection timed out", T);
-    let waited = connected.elapsed();
     assert!(
         waited >= Duration::from_millis(1800),
         "gave up after {waited:?}, before qmgr_ipc_timeout"
@@ -342,14 +351,11 @@ fn a_silent_agent_on_a_rate_delayed_transport_is_judged_after_the_delay() {
     w.add_agent("retry", Behaviour::DeferPerRecipient);
     w.drop_message("sender@src.lab", &["a@d1.lab"]);
     w.start();
-    assert!(
-        common::wait_until(T, || w.agent("smtp").connections() == 1),
-        "{}",
-        w.diagnostics()
+    let waited = from_first_connection_to_log(
+        &w,
+        "smtp",
+        "warning: private/smtp socket: malformed response",
     );
-    let connected = Instant::now();
-    w.expect_log("warning: private/smtp socket: malformed response", T);
-    let waited = connected.elapsed();
     assert!(
         waited >= Duration::from_millis(1700),
         "judged {waited:?} after the connection"

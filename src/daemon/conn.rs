@@ -26,6 +26,12 @@ impl std::fmt::Display for ConnError {
     }
 }
 
+/// How the C daemon's streams to `path` are named in attr_scan warnings: mail_connect's
+/// `private/<service> socket`. Formatted only when a warning is written.
+pub fn socket_name(path: &str) -> String {
+    format!("{path} socket")
+}
+
 /// One stream to `private/<service>` or `public/<service>`.
 pub struct Conn {
     pub stream: UnixStream,
@@ -113,14 +119,8 @@ impl Conn {
         self.eof
     }
 
-    /// How the C daemon's streams are named in attr_scan warnings: mail_connect's
-    /// `private/<service> socket`.
-    pub fn stream_name(&self) -> String {
-        format!("{} socket", self.path)
-    }
-
     /// attr_scan's warning when the input ends now (a close or a reset): none between lists.
     pub fn cut_off_warning(&self) -> Option<String> {
-        self.decoder.eof_warning(&self.stream_name())
+        self.decoder.eof_warning(&socket_name(&self.path))
     }
 }

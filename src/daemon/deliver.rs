@@ -7,7 +7,7 @@ use crate::proto::attr::AttrMessage;
 use log::warn;
 use mio::Interest;
 
-use super::conn::{Conn, ConnError};
+use super::conn::{socket_name, Conn, ConnError};
 use super::{fatal, Daemon, Peer, TimerKind};
 use crate::proto::attr::{AttrList, ScanMode};
 use crate::proto::protocol::Protocol;
@@ -171,10 +171,10 @@ impl Daemon {
             AgentState::Delivering { entry, .. } => {
                 let entry = *entry;
                 let scanned = match (&filled, agent.conn.next_list()) {
-                    (Ok(()), Some(list)) => scan_final_reply(&list, &agent.conn.stream_name()),
+                    (Ok(()), Some(list)) => scan_final_reply(&list, &agent.conn.path),
                     (Ok(()), None) if !agent.conn.at_eof() => return,
                     (Err(ConnError::Attr(e)), None) => ScannedReply {
-                        warnings: vec![e.warning(&agent.conn.stream_name())],
+                        warnings: vec![e.warning(&socket_name(&agent.conn.path))],
                         ..ScannedReply::default()
                     },
                     // A hang-up or reset: C's attr_scan reads the end of input before any
@@ -357,16 +357,17 @@ const HOP_STATUS_FIELDS: [&str; 7] = [
 
 /// Scans a reply field by field as attr_scan does, so that a reply malformed part-way still
 /// leaves what it carried in the scheduler's hop-status buffer. An attribute after `status`
-/// only draws a warning: the C scanner has converted both items by then. `stream` names the
-/// connection as the C daemon's warnings do (`private/smtp socket`).
-fn scan_final_reply(list: &AttrList, stream: &str) -> ScannedReply {
+/// only draws a warning: the C scanner has converted both items by then. `path` is the
+/// connection's (`private/smtp`); warnings name it as the C daemon does (`private/smtp socket`).
+fn scan_final_reply(list: &AttrList, path: &str) -> ScannedReply {
+    let warning = |e: crate::proto::attr::AttrError| e.warning(&socket_name(path));
     let mut scanned = ScannedReply::default();
     let mut r = list.reader(ScanMode::Strict);
     for name in HOP_STATUS_FIELDS {
         match r.str(name) {
             Ok(value) => scanned.hop_fields.push(value.to_vec()),
             Err(e) => {
-                scanned.warnings.push(e.warning(stream));
+                scanned.warnings.push(warning(e));
                 return scanned;
             }
         }
@@ -374,12 +375,12 @@ fn scan_final_reply(list: &AttrList, stream: &str) -> ScannedReply {
     match r.int_signed("status") {
         Ok(status) => scanned.status = Some(status),
         Err(e) => {
-            scanned.warnings.push(e.warning(stream));
+            scanned.warnings.push(warning(e));
             return scanned;
         }
     }
     if let Err(e) = r.end() {
-        scanned.warnings.push(e.warning(stream));
+        scanned.warnings.push(warning(e));
     }
     scanned
 }
@@ -400,7 +401,7 @@ mod tests {
             status: -1,
             ..DeliveryReply::default()
         };
-        let scanned = scan_final_reply(&list(&reply.to_bytes()), "private/smtp socket");
+        let scanned = scan_final_reply(&list(&reply.to_bytes()), "private/smtp");
         assert_eq!(scanned.hop_fields.len(), 7);
         assert_eq!(scanned.status, Some(-1));
         assert!(scanned.warnings.is_empty());
@@ -410,7 +411,7 @@ mod tests {
     fn a_reply_malformed_part_way_keeps_the_fields_before_the_fault() {
         let scanned = scan_final_reply(
             &list(b"status\x004.7.1\0diag_type\0smtp\0bogus\0x\0\0"),
-            "private/smtp socket",
+            "private/smtp",
         );
         assert_eq!(
             scanned.hop_fields,
@@ -428,7 +429,7 @@ mod tests {
         let mut bytes = DeliveryReply::default().to_bytes();
         bytes.pop();
         bytes.extend_from_slice(b"extra\0x\0\0");
-        let scanned = scan_final_reply(&list(&bytes), "private/smtp socket");
+        let scanned = scan_final_reply(&list(&bytes), "private/smtp");
         assert_eq!(scanned.status, Some(0));
         assert_eq!(
             scanned.warnings,

@@ -192,6 +192,8 @@ struct CachedAnswer {
 pub struct RewriteClient<T> {
     /// `private/<rewrite_service_name>`.
     path: String,
+    /// `<path> socket`, as attr_scan warnings name the stream: made once, not per answer.
+    stream: String,
     conn: Option<Conn>,
     announced: bool,
     sent: VecDeque<(T, Query)>,
@@ -228,6 +230,7 @@ impl<T> RewriteClient<T> {
         let now = Instant::now();
         RewriteClient {
             path: format!("private/{service}"),
+            stream: super::conn::socket_name(&format!("private/{service}")),
             conn: None,
             announced: false,
             sent: VecDeque::new(),
@@ -392,25 +395,25 @@ impl<T> RewriteClient<T> {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
-        let stream = conn.stream_name();
         conn.fill().map_err(|e| match e {
-            ConnError::Attr(e) => RewriteTrouble::BadReply(e.warning(&stream)),
+            ConnError::Attr(e) => RewriteTrouble::BadReply(e.warning(&self.stream)),
             other => RewriteTrouble::Conn(other),
         })?;
         while let Some(list) = self.conn.as_mut().and_then(Conn::next_list) {
             if !self.announced {
                 Protocol::TrivialRewrite
                     .check_announcement(&list)
-                    .map_err(|e| RewriteTrouble::BadAnnouncement(e.warning(&stream)))?;
+                    .map_err(|e| RewriteTrouble::BadAnnouncement(e.warning(&self.stream)))?;
                 self.announced = true;
                 continue;
             }
             let Some((tag, query)) = self.sent.pop_front() else {
                 return Err(RewriteTrouble::BadReply(format!(
-                    "unexpected input from {stream}"
+                    "unexpected input from {}",
+                    self.stream
                 )));
             };
-            let (server_flags, answer) = match query.decode(&list, &stream) {
+            let (server_flags, answer) = match query.decode(&list, &self.stream) {
                 Ok(decoded) => decoded,
                 Err(trouble) => {
                     self.sent.push_front((tag, query));
