@@ -1,7 +1,11 @@
 //! Scheduling scenarios on a virtual clock: what an administrator would see happen to mail.
 
 use super::*;
+use crate::proto::deliver::{request_flags, DeliveryReply, DeliveryRequest};
+use crate::proto::msg_stats::Timeval;
 use crate::proto::rewrite::resolve_flags;
+use crate::queue::envelope::Envelope;
+use route::Route;
 
 fn limits_with(initial: i32, limit: i32, rcpt_limit: i32) -> LimitsLookup {
     Box::new(move |name: &[u8]| TransportParams {
