@@ -69,33 +69,20 @@ fn now_timeval() -> crate::proto::msg_stats::Timeval {
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TimerKind {
-    Sched(crate::sched::Timer),
     /// Every queue_run_delay: scan deferred/.
     DeferredScan,
     /// daemon_timeout while connecting to, or waiting for, a delivery agent.
-    AgentTimeout {
-        slot: usize,
-        serial: u64,
-    },
+    AgentTimeout { slot: usize, serial: u64 },
     /// A failed connect to a rate-delayed transport: unavailable once the delay is over.
     AgentUnavailable {
         transport: crate::sched::TransportRef,
     },
     /// qmgr_ipc_timeout while a delivery request is still being written.
-    RequestWrite {
-        slot: usize,
-        serial: u64,
-    },
+    RequestWrite { slot: usize, serial: u64 },
     /// `<transport>_transport_rate_delay` after the agent announced itself.
-    RateDelay {
-        slot: usize,
-        serial: u64,
-    },
+    RateDelay { slot: usize, serial: u64 },
     /// A bounce/defer/trace request got no answer in time.
-    NotifyTimeout {
-        slot: usize,
-        serial: u64,
-    },
+    NotifyTimeout { slot: usize, serial: u64 },
 }
 
 /// Triggers taken per loop pass before other work gets a turn.
@@ -444,6 +431,13 @@ impl Daemon {
     fn poll_timeout(&mut self) -> Option<Duration> {
         let now = Instant::now();
         let mut timeout = self.timers.timeout(now);
+        if let Some(at) = self.sched.poll_timeout() {
+            // Until the wall clock reaches the deadline's second: the scheduler's clock.
+            let d = (UNIX_EPOCH + Duration::from_secs(at))
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        }
         for at in [self.rewrite.retry_at, self.rewrite.deadline()]
             .into_iter()
             .flatten()
@@ -579,14 +573,15 @@ impl Daemon {
     }
 
     fn fire_timers(&mut self) {
+        // The scheduler's deadlines are in epoch seconds, as its clock.
+        let secs = now_secs();
+        if self.sched.poll_timeout().is_some_and(|at| at <= secs) {
+            self.sched.handle_timeout(secs);
+            self.run_actions(secs);
+        }
         let now = Instant::now();
         while let Some(kind) = self.timers.pop_due(now) {
-            let secs = now_secs();
             match kind {
-                TimerKind::Sched(t) => {
-                    self.sched.timer(secs, t);
-                    self.run_actions(secs);
-                }
                 TimerKind::DeferredScan => {
                     self.scan_request(DEFERRED, trigger::SCAN_START);
                     let delay = u64::try_from(self.params.queue_run_delay).unwrap_or(300);
@@ -633,10 +628,6 @@ impl Daemon {
                 match action {
                     Action::Connect { transport, name } => {
                         self.connect_agent(now, transport, &name)
-                    }
-                    Action::ArmTimer { at, timer } => {
-                        // Stale scheduler timers are recognised by the scheduler itself.
-                        let _ = self.arm_after(at.saturating_sub(now), TimerKind::Sched(timer));
                     }
                     Action::Warn(text) => warn!("{text}"),
                     Action::Info(text) => info!("{text}"),

@@ -133,10 +133,7 @@ impl Scheduler {
                         queue.state.window = SUSPENDED;
                         queue.timer_seq = queue.timer_seq.wrapping_add(1);
                         let timer = Timer::ResumeQueue(q, queue.timer_seq);
-                        self.actions.push(Action::ArmTimer {
-                            at: now + rate_delay,
-                            timer,
-                        });
+                        self.deadlines.arm(now + rate_delay, timer);
                     }
                 }
             }

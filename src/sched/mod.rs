@@ -49,16 +49,16 @@ pub mod message_flags {
 }
 
 /// A message in the active queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageRef(Id);
 /// A group of recipients of one message for one destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EntryRef(Id);
 /// A destination queue (transport + next hop, or per-recipient for limit-1 transports).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DestRef(Id);
 /// A transport (a master.cf delivery service).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TransportRef(Id);
 
 /// The global parameters the scheduler needs (from main.cf, in seconds and counts).
@@ -151,18 +151,6 @@ impl Default for SchedConfig {
     }
 }
 
-/// A timer the event loop arms on the scheduler's behalf. Stale timers (the object was freed,
-/// or revived early and the timer re-armed) are recognised and ignored when they fire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Timer {
-    /// transport_retry_time after a transport died.
-    ReviveTransport(TransportRef, u32),
-    /// minimal_backoff_time after a destination died.
-    ReviveQueue(DestRef, u32),
-    /// destination_rate_delay after a delivery on a rate-limited destination.
-    ResumeQueue(DestRef, u32),
-}
-
 /// What the event loop must do next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -172,8 +160,6 @@ pub enum Action {
         transport: TransportRef,
         name: Vec<u8>,
     },
-    /// Call [`Scheduler::timer`] with `timer` at `at` (seconds).
-    ArmTimer { at: u64, timer: Timer },
     /// Record a deferral without a delivery agent (defer_append: the retry service is dead);
     /// the event loop marks the message deferred unless the record says otherwise (a probe's
     /// verify update, a `sendmail -bv` trace).
@@ -206,6 +192,7 @@ pub enum Action {
 use entry::Entry;
 pub use message::Message;
 use queue::{DestQueue, SUSPENDED};
+use timer::Timer;
 use transport::Transport;
 
 /// The per-transport parameter lookup: pure (configuration data in, limits out).
@@ -229,6 +216,8 @@ pub struct Scheduler {
     /// fields read before the failure, and the throttle path sanitises it in place.
     last_hop_status: Dsn,
     actions: Vec<Action>,
+    /// The scheduler's own timers (back-off, transport retry, rate delay).
+    deadlines: timer::Deadlines,
 }
 
 fn simple_dsn(status: &str, reason: &[u8]) -> Dsn {
@@ -262,6 +251,7 @@ impl Scheduler {
             verify_pending: 0,
             last_hop_status: Dsn::default(),
             actions: Vec::new(),
+            deadlines: timer::Deadlines::default(),
         }
     }
 

@@ -185,10 +185,7 @@ impl Scheduler {
             queue.dflags = 0;
             queue.timer_seq = queue.timer_seq.wrapping_add(1);
             let timer = Timer::ReviveQueue(q, queue.timer_seq);
-            self.actions.push(Action::ArmTimer {
-                at: now + min_backoff,
-                timer,
-            });
+            self.deadlines.arm(now + min_backoff, timer);
         }
         const MYNAME: &str = "qmgr_queue_throttle";
         if was_ready && !dead {

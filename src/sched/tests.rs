@@ -77,17 +77,6 @@ fn transport_of(actions: &[Action], name: &str) -> Option<TransportRef> {
     })
 }
 
-/// The first timer the actions arm: (when, which).
-fn first_timer(actions: Vec<Action>) -> (u64, Timer) {
-    actions
-        .into_iter()
-        .find_map(|a| match a {
-            Action::ArmTimer { at, timer } => Some((at, timer)),
-            _ => None,
-        })
-        .expect("a timer was armed")
-}
-
 fn done_messages(actions: &[Action]) -> Vec<MessageRef> {
     actions
         .iter()
@@ -251,16 +240,7 @@ fn a_failed_cohort_kills_the_destination_and_parks_its_mail_behind_retry() {
         )),
     );
     let actions = s.take_actions();
-    assert!(
-        actions.iter().any(|a| matches!(
-            a,
-            Action::ArmTimer {
-                at: 310,
-                timer: Timer::ReviveQueue(..)
-            }
-        )),
-        "dead for minimal_backoff_time"
-    );
+    assert_eq!(s.poll_timeout(), Some(310), "dead for minimal_backoff_time");
     assert_eq!(done_messages(&actions), vec![m1]);
     assert!(s.message(m1).unwrap().deferred);
     let st = s.queue_status(b"smtp", b"dead.lab").unwrap();
@@ -296,16 +276,21 @@ fn dead_destination_revives_after_minimal_backoff_time() {
     let t = transport_of(&s.take_actions(), "smtp").unwrap();
     let (e, _) = s.agent_ready(0, t).unwrap();
     s.agent_reply(0, e, Some(&defer_reply("4.4.1", "refused")));
-    let timer = first_timer(s.take_actions());
-    assert_eq!(timer.0, 300);
+    assert_eq!(s.poll_timeout(), Some(300));
     assert_eq!(s.queue_status(b"smtp", b"d.lab").unwrap().window, 0);
-    s.timer(300, timer.1);
+    s.handle_timeout(299);
+    assert_eq!(
+        s.queue_status(b"smtp", b"d.lab").unwrap().window,
+        0,
+        "not yet"
+    );
+    s.handle_timeout(300);
     assert!(
         s.queue_status(b"smtp", b"d.lab").is_none(),
         "revived and empty: forgotten"
     );
-    // A stale copy of the timer is harmless.
-    s.timer(301, timer.1);
+    assert_eq!(s.poll_timeout(), None, "nothing left to wake for");
+    s.handle_timeout(301);
 }
 
 #[test]
@@ -316,14 +301,7 @@ fn unavailable_transport_defers_to_retry_and_is_skipped_until_retry_time() {
     let actions = s.take_actions();
     let t = transport_of(&actions, "nosuch").unwrap();
     s.agent_unavailable(5, t);
-    let actions = s.take_actions();
-    assert!(actions.iter().any(|a| matches!(
-        a,
-        Action::ArmTimer {
-            at: 65,
-            timer: Timer::ReviveTransport(..)
-        }
-    )));
+    assert_eq!(s.poll_timeout(), Some(65), "dead for transport_retry_time");
     assert!(s.transport_dead(b"nosuch"));
     s.drain();
     let actions = s.take_actions();
@@ -573,15 +551,14 @@ fn destination_rate_delay_spaces_deliveries() {
     let t = transport_of(&s.take_actions(), "smtp").unwrap();
     let (e, _) = s.agent_ready(100, t).unwrap();
     s.agent_reply(100, e, Some(&ok_reply()));
-    let timer = first_timer(s.take_actions());
-    assert_eq!(timer.0, 130);
+    assert_eq!(s.poll_timeout(), Some(130));
     assert_eq!(s.queue_status(b"smtp", b"d").unwrap().window, -1);
     s.drain();
     assert!(
         connects(&s.take_actions()).is_empty(),
         "suspended until the delay passed"
     );
-    s.timer(130, timer.1);
+    s.handle_timeout(130);
     s.drain();
     assert_eq!(connects(&s.take_actions()), vec!["smtp"]);
 }
@@ -724,13 +701,11 @@ fn simulate(seed: u64) -> Result<(), String> {
     }
     let mut pending: Vec<TransportRef> = Vec::new();
     let mut busy: Vec<(EntryRef, DeliveryRequest)> = Vec::new();
-    let mut timers: Vec<(u64, Timer)> = Vec::new();
     for _step in 0..200_000 {
         s.drain();
         for a in s.take_actions() {
             match a {
                 Action::Connect { transport, .. } => pending.push(transport),
-                Action::ArmTimer { at, timer } => timers.push((at, timer)),
                 Action::DeferRecipient {
                     message, recipient, ..
                 } => {
@@ -753,16 +728,14 @@ fn simulate(seed: u64) -> Result<(), String> {
                 break;
             }
             // Only timers can make progress: jump to the next one.
-            timers.sort_by_key(|t| t.0);
-            if timers.is_empty() {
+            let Some(at) = s.poll_timeout() else {
                 return Err(format!(
                     "stuck with {} messages and no timers",
                     s.message_count()
                 ));
-            }
-            let (at, timer) = timers.remove(0);
+            };
             now = now.max(at);
-            s.timer(now, timer);
+            s.handle_timeout(now);
             continue;
         }
         match rng.below(10) {
@@ -798,11 +771,7 @@ fn simulate(seed: u64) -> Result<(), String> {
             }
             _ => {
                 now += rng.below(120);
-                timers.sort_by_key(|t| t.0);
-                while timers.first().is_some_and(|t| t.0 <= now) {
-                    let (_, timer) = timers.remove(0);
-                    s.timer(now, timer);
-                }
+                s.handle_timeout(now);
             }
         }
     }
@@ -1145,8 +1114,7 @@ fn feedback_debug_logs_the_c_daemons_window_lines() {
     let (e, _) = s.agent_ready(0, retry).unwrap();
     s.agent_reply(0, e, Some(&ok_reply()));
     assert!(info_lines(&s.take_actions()).is_empty());
-    let (_, timer) = first_timer(actions);
-    s.timer(300, timer);
+    s.handle_timeout(300);
     assert_eq!(
         info_lines(&s.take_actions()),
         ["qmgr_queue_unthrottle: queue d2.lab: limit 20 window 1 success 0 failure 0 fail_cohorts 0"]

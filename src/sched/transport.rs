@@ -123,10 +123,7 @@ impl Scheduler {
         x.dsn = Some(dsn.clone());
         x.timer_seq = x.timer_seq.wrapping_add(1);
         let timer = Timer::ReviveTransport(t, x.timer_seq);
-        self.actions.push(Action::ArmTimer {
-            at: now + retry_time,
-            timer,
-        });
+        self.deadlines.arm(now + retry_time, timer);
     }
 
     pub(super) fn transport_dead_ref(&self, t: TransportRef) -> bool {
