@@ -196,52 +196,29 @@ impl Daemon {
             }
         }
         drop(file);
-        let m = self
-            .sched
-            .add_message(id.as_bytes().to_vec(), envelope, now_timeval(), qflags);
+        let (m, recipients) =
+            self.sched
+                .add_message(id.as_bytes().to_vec(), envelope, now_timeval(), qflags);
         if force_expire_now {
             // An expired message with a defer log: no deliveries, straight to the return.
-            if let Some(msg) = self.sched.message_mut(m) {
-                msg.deferred = true;
-                msg.envelope.recipients.clear();
-                msg.envelope.resume_offset = None;
-            }
-            self.message_done(now, m);
+            self.sched.expire_now(now, m);
             return true;
         }
-        self.route_recipients(now, m);
+        self.route_recipients(now, m, recipients);
         true
     }
 
-    /// Action::ReadRecipients: an entry of a large message is done and few recipients are in
-    /// memory, so its next batch is read now, as the C daemon's qmgr_entry_done calls
-    /// qmgr_message_realloc, while its other deliveries go on. This may start while a new
-    /// message is being routed: the C daemon's reading and resolving are synchronous, so its
-    /// refill never waits either.
-    pub(super) fn read_next_batch(&mut self, now: u64, m: MessageRef) {
-        if self.loading.contains_key(&m) {
-            // A batch is being routed already; `assign` reports the message done if need be.
-            return;
-        }
-        if !self.read_more_recipients(now, m)
-            && self
-                .sched
-                .message(m)
-                .is_some_and(|x| x.entries_in_flight() == 0)
-        {
-            // Unreadable with nothing left in flight: the completion runs, reads again and
-            // moves the file to corrupt/, as after the C daemon's failed realloc.
-            self.message_done(now, m);
-        }
-    }
-
-    /// Starts routing the recipients now in the message's envelope.
-    pub(super) fn route_recipients(&mut self, now: u64, m: MessageRef) {
-        let Some(msg) = self.sched.message_mut(m) else {
+    /// Starts routing a batch of the message's recipients.
+    pub(super) fn route_recipients(
+        &mut self,
+        now: u64,
+        m: MessageRef,
+        mut recipients: Vec<Recipient>,
+    ) {
+        let Some(msg) = self.sched.message(m) else {
             return;
         };
-        let mut recipients = std::mem::take(&mut msg.envelope.recipients);
-        let env: &Envelope = &msg.envelope;
+        let env: &Envelope = msg.envelope();
         recipients.sort_by(|a, b| route::compare_addresses(&a.address, &b.address));
         let trace_only = env.trace_flags & (DEL_REQ_FLAG_MTA_VRFY | DEL_REQ_FLAG_USR_VRFY) != 0;
         let class = if env.trace_flags & DEL_REQ_FLAG_MTA_VRFY != 0 {
@@ -251,12 +228,8 @@ impl Daemon {
         };
         let sender = env.sender.clone();
         let filter = env.filter_transport.clone().filter(|_| !trace_only);
+        // A redirect keeps only the first recipient (the scheduler reads no further batch).
         let redirect = env.redirect_address.clone();
-        if redirect.is_some() {
-            // A redirect keeps only the first recipient, and no further batches are read.
-            recipients.truncate(1);
-            msg.envelope.resume_offset = None;
-        }
         let count = recipients.len();
         let mut loading = Loading {
             routes: vec![None; count],
@@ -404,12 +377,12 @@ impl Daemon {
                 recipient.address = address.clone();
                 let (class, sender) = match self.sched.message(tag.message) {
                     Some(msg) => (
-                        if msg.envelope.trace_flags & DEL_REQ_FLAG_MTA_VRFY != 0 {
+                        if msg.envelope().trace_flags & DEL_REQ_FLAG_MTA_VRFY != 0 {
                             ResolveClass::Verify
                         } else {
                             ResolveClass::Resolve
                         },
-                        msg.envelope.sender.clone(),
+                        msg.envelope().sender.clone(),
                     ),
                     None => return,
                 };
@@ -444,17 +417,23 @@ impl Daemon {
         }
     }
 
-    /// Reads the message's next recipient batch and starts routing it, as the C daemon's
-    /// qmgr_message_realloc. Returns false when the file is gone or its records are bad (the
-    /// completion then moves it to corrupt/). Any other failure to open or seek is fatal, as
-    /// in qmgr_message_open: the file stays in active/ and the next queue manager takes it up
-    /// again, instead of good mail landing in corrupt/ over a transient EMFILE or EIO.
-    pub(super) fn read_more_recipients(&mut self, now: u64, m: MessageRef) -> bool {
-        let Some(msg) = self.sched.message(m) else {
-            return false;
-        };
-        let Ok(id) = QueueId::parse(&msg.queue_id) else {
-            return false;
+    /// Action::ReadRecipients: the message's next recipient batch, read and routed (the C
+    /// daemon's qmgr_message_realloc). A missing file or bad records are reported to the
+    /// scheduler (which moves the file to corrupt/ when its completion asked). Any other
+    /// failure to open or seek is fatal, as in qmgr_message_open: the file stays in active/
+    /// and the next queue manager takes it up again, instead of good mail landing in corrupt/
+    /// over a transient EMFILE or EIO.
+    pub(super) fn read_batch(
+        &mut self,
+        now: u64,
+        m: MessageRef,
+        queue_id: &[u8],
+        size: crate::queue::record::SizeRecord,
+        start: u64,
+    ) {
+        let Ok(id) = QueueId::parse(queue_id) else {
+            self.sched.batch_unreadable(now, m);
+            return;
         };
         let path = self.qdir.path(ACTIVE, &id);
         // Read-write like the C daemon, so a file it could not update fails here too.
@@ -470,18 +449,22 @@ impl Daemon {
                     fatal(&text);
                 }
                 warn!("{text}");
-                return false;
+                self.sched.batch_unreadable(now, m);
+                return;
             }
         };
         let options = read_options(&self.params, self.recipient_cap);
-        let Some(msg) = self.sched.message_mut(m) else {
-            return false;
+        // The reader's cursor: where the batch starts and the size record that bounds it.
+        let mut cursor = Envelope {
+            size,
+            resume_offset: Some(start),
+            ..Envelope::default()
         };
-        match read_recipient_batch(&mut file, &mut msg.envelope, &options) {
+        match read_recipient_batch(&mut file, &mut cursor, &options) {
             Ok(events) => {
                 self.log_read_events(&id, &events);
-                self.route_recipients(now, m);
-                true
+                self.sched.batch_read(m, cursor.resume_offset);
+                self.route_recipients(now, m, cursor.recipients);
             }
             Err(err) => {
                 self.log_read_events(&id, &err.events);
@@ -494,7 +477,7 @@ impl Daemon {
                         envelope::Severity::Warning => warn!("{line}"),
                     }
                 }
-                false
+                self.sched.batch_unreadable(now, m);
             }
         }
     }

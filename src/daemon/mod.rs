@@ -36,7 +36,6 @@ use crate::master::{flow, trigger};
 use crate::queue::file::QueueDir;
 use crate::queue::path::{DEFERRED, INCOMING};
 use crate::queue::scan::Scan;
-use crate::sched::complete::Lifetimes;
 use crate::sched::{Action, LimitsLookup, MessageRef, SchedConfig, Scheduler};
 
 use rewrite::RewriteClient;
@@ -124,7 +123,6 @@ pub struct Daemon {
     params: Params,
     qdir: QueueDir,
     sched: Scheduler,
-    lifetimes: Lifetimes,
     incoming: Scan,
     deferred: Scan,
     /// Which scan the next import tries first (0 incoming, 1 deferred).
@@ -239,7 +237,6 @@ impl Daemon {
             pid: i32::try_from(std::process::id()).unwrap_or(0),
             generation,
             unexpected_argument: options.unexpected_argument(),
-            lifetimes: Lifetimes::from_params(&params),
             rewrite: RewriteClient::new(
                 REWRITE,
                 &String::from_utf8_lossy(&params.rewrite_service_name),
@@ -639,8 +636,29 @@ impl Daemon {
                     Action::DiscardRecipient { message, recipient } => {
                         self.discard_recipient(message, &recipient)
                     }
-                    Action::MessageDone(m) => self.message_done(now, m),
-                    Action::ReadRecipients(m) => self.read_next_batch(now, m),
+                    Action::CheckBounceLog { message, queue_id } => {
+                        self.check_bounce_log(now, message, &queue_id)
+                    }
+                    Action::CheckQueueFile { message, queue_id } => {
+                        self.check_queue_file(now, message, &queue_id)
+                    }
+                    Action::Notify {
+                        message,
+                        service,
+                        request,
+                    } => self.notify(now, message, service, &request),
+                    Action::ReadRecipients {
+                        message,
+                        queue_id,
+                        size,
+                        start,
+                    } => self.read_batch(now, message, &queue_id, size, start),
+                    Action::Patch { queue_id, patch } => self.patch_file(&queue_id, &patch),
+                    Action::Remove { queue_id } => self.remove_file(&queue_id),
+                    Action::MoveToDeferred { queue_id, until } => {
+                        self.defer_file(now, &queue_id, until)
+                    }
+                    Action::Corrupt { queue_id } => self.corrupt_file(&queue_id),
                 }
             }
         }

@@ -239,9 +239,9 @@ impl Daemon {
     fn record_context(&self, m: MessageRef) -> Option<(String, Vec<u8>, i32)> {
         let msg = self.sched.message(m)?;
         Some((
-            String::from_utf8_lossy(&msg.queue_id).into_owned(),
-            msg.queue_id.clone(),
-            msg.envelope.trace_flags,
+            String::from_utf8_lossy(msg.queue_id()).into_owned(),
+            msg.queue_id().to_vec(),
+            msg.envelope().trace_flags,
         ))
     }
 

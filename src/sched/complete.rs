@@ -1,8 +1,27 @@
-//! What happens to a message when its last delivery is done: the decisions of Postfix's
-//! qmgr_active_done chain, as pure functions of the message and the clock. The event loop runs
-//! the steps (bounce flush, trace flush, defer flush or delay warning, then unlink or defer).
+//! What happens to a message when its last delivery is done: the C daemon's qmgr_active.c
+//! chain, qmgr_active_done → _2_generic → _25_trace_flush → _3_generic, as a state machine
+//! of the scheduler. Each step that needs the outside world ends in an [`Action`] (is there
+//! a bounce log? is the file still usable? ask bounce/defer/trace for a notice, read the
+//! next batch) and the chain goes on when the event loop reports the result; it ends in
+//! [`Action::Remove`], [`Action::MoveToDeferred`] or [`Action::Corrupt`], with the message
+//! forgotten.
+//!
+//! | step | ours | C |
+//! |---|---|---|
+//! | last entry done, nothing being read or routed | [`Scheduler::maybe_done`] | qmgr_entry_done → qmgr_active_done |
+//! | bounce log? then bounce(8) flush or VERP | [`Scheduler::bounce_log_checked`] | qmgr_active_done |
+//! | deferred: file still usable? | [`Scheduler::queue_file_checked`] | qmgr_active_done_2_generic (mail_open_ok) |
+//! | more recipients in the file: next batch | [`Scheduler::batch_read`] | qmgr_active_done_2_generic (qmgr_message_realloc) |
+//! | success notices / delivery record: trace(8) flush | [`Scheduler::notice_done`] | qmgr_active_done_25_trace_flush |
+//! | deferred: expire (defer(8) flush) or delay warning (defer(8) warn) | `active_done_3` | qmgr_active_done_3_defer_flush / _defer_warn |
+//! | unlink, or to deferred/ with the back-off time | `active_done_finish` | qmgr_active_done_3_generic |
 
+use crate::proto::bounce::{bounce_flags, BounceCommand, FlushRequest};
 use crate::proto::deliver::request_flags;
+use crate::queue::path::ACTIVE;
+use crate::queue::record::Patch;
+
+use super::*;
 
 /// Size-record flag: some recipient asked for NOTIFY=SUCCESS.
 const NOTIFY_SUCCESS: i32 = 0x4;
@@ -86,6 +105,326 @@ pub fn deferred_until(now: u64, create_time: i64, l: &Lifetimes) -> u64 {
         l.min_backoff
     };
     now + delay
+}
+
+/// The completion step waiting for the event loop's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// [`Action::CheckBounceLog`].
+    BounceLog,
+    /// bounce(8) flush or VERP.
+    Bounce,
+    /// [`Action::CheckQueueFile`].
+    QueueFile,
+    /// [`Action::ReadRecipients`] from the completion.
+    Batch,
+    /// trace(8) flush.
+    Trace,
+    /// defer(8) flush of an expired message.
+    Expire,
+    /// defer(8) delay warning.
+    Warn,
+}
+
+impl Scheduler {
+    /// The completion starts once the message has no entries left and no batch is being read
+    /// or routed (qmgr_entry_done's `refcount == 0` test).
+    pub(super) fn maybe_done(&mut self, _now: u64, m: MessageRef) {
+        let Some(msg) = self.messages.get_mut(m.0) else {
+            return;
+        };
+        if msg.refcount > 0 || msg.routing || msg.reading || msg.completion.is_some() {
+            return;
+        }
+        // qmgr_active_done: a bounce log means non-delivery notices are due.
+        msg.completion = Some(Step::BounceLog);
+        self.actions.push(Action::CheckBounceLog {
+            message: m,
+            queue_id: msg.queue_id.clone(),
+        });
+    }
+
+    /// A message read as expired with a defer log (`postsuper -e/-f`): no deliveries, its
+    /// completion returns it at once (qmgr_message_alloc's QMGR_FORCE_EXPIRE shortcut).
+    pub fn expire_now(&mut self, now: u64, m: MessageRef) {
+        let Some(msg) = self.messages.get_mut(m.0) else {
+            return;
+        };
+        msg.deferred = true;
+        msg.routing = false;
+        msg.envelope.resume_offset = None;
+        self.maybe_done(now, m);
+    }
+
+    /// The answer to [`Action::CheckBounceLog`] (qmgr_active_done).
+    pub fn bounce_log_checked(&mut self, now: u64, m: MessageRef, present: bool) {
+        if !self.step_is(m, Step::BounceLog) {
+            return;
+        }
+        if present {
+            self.notify(m, Step::Bounce);
+        } else {
+            self.active_done_2(now, m);
+        }
+    }
+
+    /// The answer to [`Action::CheckQueueFile`] (mail_open_ok's verdict): an unusable file
+    /// goes to corrupt/.
+    pub fn queue_file_checked(&mut self, now: u64, m: MessageRef, usable: bool) {
+        if !self.step_is(m, Step::QueueFile) {
+            return;
+        }
+        if usable {
+            self.active_done_2_batch(now, m);
+        } else {
+            self.corrupt(m);
+        }
+    }
+
+    /// The status of a [`Action::Notify`] request (0: done, anything else: failed).
+    pub fn notice_done(&mut self, now: u64, m: MessageRef, status: i32) {
+        let Some(step) = self.messages.get(m.0).and_then(|x| x.completion) else {
+            debug_assert!(false, "notice_done without a notice out");
+            return;
+        };
+        let Some(msg) = self.messages.get_mut(m.0) else {
+            return;
+        };
+        if status != 0 {
+            let what = notice_what(
+                step,
+                msg.single_recipient() && !self.cfg.disable_verp_bounces,
+            );
+            self.actions.push(Action::Info(format!(
+                "{}: status=deferred ({what} failed)",
+                String::from_utf8_lossy(&msg.queue_id)
+            )));
+        }
+        match step {
+            // qmgr_active_done_2_bounce_flush.
+            Step::Bounce => {
+                msg.deferred |= status != 0;
+                self.active_done_2(now, m);
+            }
+            // qmgr_active_done_25_trace_flush: the trace record is not wanted again.
+            Step::Trace => {
+                msg.deferred |= status != 0;
+                if status == 0 {
+                    if let Some(offset) = msg.envelope.trace_flags_offset {
+                        let queue_id = msg.queue_id.clone();
+                        self.actions.push(Action::Patch {
+                            queue_id,
+                            patch: Patch::kill_record(offset),
+                        });
+                    }
+                }
+                self.active_done_3(now, m);
+            }
+            // qmgr_active_done_3_defer_flush: returned, unless the return failed.
+            Step::Expire => {
+                msg.deferred = status != 0;
+                self.active_done_finish(now, m);
+            }
+            // qmgr_active_done_3_defer_warn: the warning is marked sent in the file.
+            Step::Warn => {
+                if status == 0 {
+                    if let Some(w) = msg.envelope.warn.take() {
+                        let queue_id = msg.queue_id.clone();
+                        self.actions.push(Action::Patch {
+                            queue_id,
+                            patch: Patch::delay_warning_sent(w.offset),
+                        });
+                    }
+                }
+                self.active_done_finish(now, m);
+            }
+            Step::BounceLog | Step::QueueFile | Step::Batch => {
+                debug_assert!(false, "notice_done while waiting for {step:?}");
+            }
+        }
+    }
+
+    fn step_is(&self, m: MessageRef, step: Step) -> bool {
+        let now = self.messages.get(m.0).and_then(|x| x.completion);
+        debug_assert_eq!(now, Some(step), "completion result out of turn");
+        now == Some(step)
+    }
+
+    /// qmgr_active_done_2_generic: a deferred file is checked first (an agent may have
+    /// marked it corrupt).
+    fn active_done_2(&mut self, now: u64, m: MessageRef) {
+        let Some(msg) = self.messages.get_mut(m.0) else {
+            return;
+        };
+        if msg.deferred {
+            msg.completion = Some(Step::QueueFile);
+            self.actions.push(Action::CheckQueueFile {
+                message: m,
+                queue_id: msg.queue_id.clone(),
+            });
+            return;
+        }
+        self.active_done_2_batch(now, m);
+    }
+
+    /// qmgr_active_done_2_generic, continued: more recipients in the file are read now
+    /// (their deliveries run, then the chain starts again); else the trace flush.
+    fn active_done_2_batch(&mut self, now: u64, m: MessageRef) {
+        let Some(msg) = self.messages.get_mut(m.0) else {
+            return;
+        };
+        if msg.envelope.resume_offset.is_some() {
+            msg.completion = Some(Step::Batch);
+            self.read_batch(m);
+            return;
+        }
+        if wants_trace_flush(msg.envelope.trace_flags, msg.envelope.size.qmgr_flags) {
+            self.notify(m, Step::Trace);
+            return;
+        }
+        self.active_done_3(now, m);
+    }
+
+    /// qmgr_active_done_3_generic's decision for deferred mail: return it when too old, or
+    /// send the delay warning when due.
+    fn active_done_3(&mut self, now: u64, m: MessageRef) {
+        let Some(msg) = self.messages.get(m.0) else {
+            return;
+        };
+        if msg.deferred {
+            let env = &msg.envelope;
+            let force = msg.qflags & message_flags::FORCE_EXPIRE != 0;
+            match expiry(
+                now,
+                env.create_time,
+                env.sender.is_empty(),
+                force,
+                &self.cfg.lifetimes,
+            ) {
+                Expiry::Expired(status) => {
+                    let line = format!(
+                        "{}: from=<{}>, status={status}, returned to sender",
+                        String::from_utf8_lossy(&msg.queue_id),
+                        self.log_address(&env.sender)
+                    );
+                    self.actions.push(Action::Info(line));
+                    self.notify(m, Step::Expire);
+                    return;
+                }
+                Expiry::Young => {
+                    if warning_due(now, env.warn.map(|w| w.time)) {
+                        self.notify(m, Step::Warn);
+                        return;
+                    }
+                }
+            }
+        }
+        self.active_done_finish(now, m);
+    }
+
+    /// qmgr_active_done_3_generic's end: unlink, or back to deferred/ until the back-off
+    /// time; the message is forgotten (qmgr_message_free).
+    fn active_done_finish(&mut self, now: u64, m: MessageRef) {
+        let Some(msg) = self.remove_message(m) else {
+            return;
+        };
+        let action = if msg.deferred {
+            Action::MoveToDeferred {
+                queue_id: msg.queue_id,
+                until: deferred_until(now, msg.envelope.create_time, &self.cfg.lifetimes),
+            }
+        } else {
+            Action::Remove {
+                queue_id: msg.queue_id,
+            }
+        };
+        self.actions.push(action);
+    }
+
+    /// qmgr_active_corrupt: the file goes to corrupt/ and the message is forgotten.
+    pub(super) fn corrupt(&mut self, m: MessageRef) {
+        if let Some(msg) = self.remove_message(m) {
+            self.actions.push(Action::Corrupt {
+                queue_id: msg.queue_id,
+            });
+        }
+    }
+
+    /// Asks for the notice of `step` (abounce_flush, abounce_flush_verp, atrace_flush,
+    /// adefer_flush, adefer_warn).
+    fn notify(&mut self, m: MessageRef, step: Step) {
+        let Some(msg) = self.messages.get_mut(m.0) else {
+            return;
+        };
+        msg.completion = Some(step);
+        let env = &msg.envelope;
+        let verp = env
+            .verp_delimiters
+            .clone()
+            .filter(|_| !self.cfg.disable_verp_bounces);
+        let flush = if verp.is_some() {
+            BounceCommand::Verp
+        } else {
+            BounceCommand::Flush
+        };
+        let (service, command, flags) = match step {
+            Step::Bounce => (NoticeService::Bounce, flush, bounce_flags::KEEP),
+            Step::Trace => (
+                NoticeService::Trace,
+                BounceCommand::Trace,
+                env.trace_flags as u32,
+            ),
+            Step::Expire => (NoticeService::Defer, flush, bounce_flags::DELRCPT),
+            Step::Warn => (
+                NoticeService::Defer,
+                BounceCommand::Warn,
+                bounce_flags::KEEP,
+            ),
+            Step::BounceLog | Step::QueueFile | Step::Batch => return,
+        };
+        let request = FlushRequest {
+            command,
+            flags,
+            queue_name: ACTIVE.as_bytes().to_vec(),
+            queue_id: msg.queue_id.clone(),
+            encoding: env.attrs.encoding().to_vec(),
+            smtputf8: env.smtputf8 as u32,
+            sender: env.sender.clone(),
+            envelope_id: env.attrs.dsn_envid().to_vec(),
+            ret_flags: env.dsn_ret as u32,
+            verp_delimiters: if command == BounceCommand::Verp {
+                verp
+            } else {
+                None
+            },
+        };
+        self.actions.push(Action::Notify {
+            message: m,
+            service,
+            request,
+        });
+    }
+
+    /// An address as log lines show it: quoted per info_log_address_format (an empty
+    /// address stays empty, as in `from=<>`).
+    fn log_address(&self, addr: &[u8]) -> String {
+        if addr.is_empty() || self.cfg.log_address_internal {
+            String::from_utf8_lossy(addr).into_owned()
+        } else {
+            String::from_utf8_lossy(&crate::proto::address::quote_822_local(addr)).into_owned()
+        }
+    }
+}
+
+/// How the failure line names a notice request.
+fn notice_what(step: Step, verp: bool) -> &'static str {
+    match step {
+        Step::Bounce | Step::Expire if verp => "verp",
+        Step::Bounce | Step::Expire => "bounce",
+        Step::Trace => "trace",
+        Step::Warn => "delay warning",
+        Step::BounceLog | Step::QueueFile | Step::Batch => "",
+    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,12 @@ impl Scheduler {
     /// DSN, or, when retry is dead too, each recipient is deferred without an agent (the C
     /// daemon's qmgr_defer_todo).
     pub(super) fn defer_todo(&mut self, now: u64, q: DestRef, dsn: &Dsn) {
+        if self.queues.get(q.0).is_none_or(|x| x.todo.is_empty()) {
+            // As the C daemon, which looks up the retry queue per waiting entry: nothing
+            // waits, so no empty retry queue is made.
+            self.queue_maybe_done(q);
+            return;
+        }
         let retry = self.retry_queue(dsn);
         let todo: Vec<EntryRef> = match self.queues.get_mut(q.0) {
             Some(queue) if Some(q) != retry => queue.todo.drain(..).collect(),
@@ -67,7 +73,7 @@ impl Scheduler {
                     // The C daemon's qmgr_entry_move_todo ends in qmgr_entry_done for the old
                     // entry, whose refill test may read the message's next batch now.
                     if let Some(m) = m.filter(|m| self.refill_due(*m)) {
-                        self.actions.push(Action::ReadRecipients(m));
+                        self.read_batch(m);
                     }
                 }
                 None => {

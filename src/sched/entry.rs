@@ -147,15 +147,18 @@ impl Scheduler {
         self.queue_maybe_done(q);
         let m = entry.message;
         let refill = self.refill_due(m);
-        if let Some(msg) = self.messages.get_mut(m.0) {
-            msg.refcount = msg.refcount.saturating_sub(1);
-            // As qmgr_entry_done: the next batch first, so that a list keeps flowing and its
-            // completion (one bounce notice, one trace) runs once, after the last batch.
-            if refill {
-                self.actions.push(Action::ReadRecipients(m));
-            } else if msg.refcount == 0 {
-                self.actions.push(Action::MessageDone(m));
-            }
+        let Some(msg) = self.messages.get_mut(m.0) else {
+            debug_assert!(false, "entry of a freed message");
+            return;
+        };
+        debug_assert!(msg.refcount > 0, "message refcount underflow");
+        msg.refcount = msg.refcount.saturating_sub(1);
+        // As qmgr_entry_done: the next batch first, so that a list keeps flowing and its
+        // completion (one bounce notice, one trace) runs once, after the last batch.
+        if refill {
+            self.read_batch(m);
+        } else {
+            self.maybe_done(now, m);
         }
     }
 

@@ -11,19 +11,46 @@ use super::*;
 /// A message with its envelope (recipients already handed to entries).
 #[derive(Debug)]
 pub struct Message {
-    pub queue_id: Vec<u8>,
-    pub envelope: Envelope,
+    pub(super) queue_id: Vec<u8>,
+    pub(super) envelope: Envelope,
     /// When the message entered the active queue (MSG_STATS active_arrival).
-    pub active_arrival: Timeval,
+    pub(super) active_arrival: Timeval,
     /// [`message_flags`].
-    pub qflags: u32,
-    /// Some delivery was deferred (the file goes to deferred/ when done).
-    pub deferred: bool,
+    pub(super) qflags: u32,
+    /// Some delivery was deferred (the file goes to deferred/ when done): the C daemon's
+    /// `message->flags` after DELIVER_STAT_DEFER.
+    pub(super) deferred: bool,
     /// Entries not yet done.
     pub(super) refcount: u32,
+    /// A batch of recipients is out with the event loop for routing (until `assign`).
+    pub(super) routing: bool,
+    /// A [`Action::ReadRecipients`] is out and its result not yet reported.
+    pub(super) reading: bool,
+    /// The completion step waiting for a result, once the last entry is done.
+    pub(super) completion: Option<complete::Step>,
 }
 
 impl Message {
+    /// The queue file's name.
+    pub fn queue_id(&self) -> &[u8] {
+        &self.queue_id
+    }
+
+    /// What was read from the queue file (the current batch's recipients are in entries).
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    /// When the message entered the active queue.
+    pub fn active_arrival(&self) -> Timeval {
+        self.active_arrival
+    }
+
+    /// Whether some recipient was deferred so far.
+    pub fn deferred(&self) -> bool {
+        self.deferred
+    }
+
     /// VERP: one recipient per delivery, each with its own sender.
     pub fn single_recipient(&self) -> bool {
         self.envelope.verp_delimiters.is_some()
@@ -44,19 +71,22 @@ impl Scheduler {
         self.messages.get(m.0)
     }
 
-    pub fn message_mut(&mut self, m: MessageRef) -> Option<&mut Message> {
-        self.messages.get_mut(m.0)
-    }
-
-    /// A message read from its queue file enters the active queue. Its recipients still need
-    /// routes; hand them back with [`Scheduler::assign`].
+    /// A message read from its queue file enters the active queue (qmgr_message_alloc). The
+    /// recipients of its first batch come back for routing: hand them to
+    /// [`Scheduler::assign`] with their routes. A redirected message (`>` record) keeps its
+    /// first recipient only and reads no further batch.
     pub fn add_message(
         &mut self,
         queue_id: Vec<u8>,
-        envelope: Envelope,
+        mut envelope: Envelope,
         active_arrival: Timeval,
         qflags: u32,
-    ) -> MessageRef {
+    ) -> (MessageRef, Vec<Recipient>) {
+        let mut recipients = std::mem::take(&mut envelope.recipients);
+        if envelope.redirect_address.is_some() {
+            recipients.truncate(1);
+            envelope.resume_offset = None;
+        }
         let message = Message {
             queue_id,
             envelope,
@@ -64,20 +94,85 @@ impl Scheduler {
             qflags,
             deferred: false,
             refcount: 0,
+            routing: true,
+            reading: false,
+            completion: None,
         };
         if message.is_verify_probe() {
             self.verify_pending += 1;
         }
-        MessageRef(self.messages.insert(message))
+        (MessageRef(self.messages.insert(message)), recipients)
     }
 
-    /// The message's completion ran; forget it.
-    pub fn remove_message(&mut self, m: MessageRef) -> Option<Message> {
+    /// Forgets a message whose completion ran (qmgr_message_free).
+    pub(super) fn remove_message(&mut self, m: MessageRef) -> Option<Message> {
         let message = self.messages.remove(m.0)?;
         if message.is_verify_probe() {
             self.verify_pending = self.verify_pending.saturating_sub(1);
         }
         Some(message)
+    }
+
+    /// A record the event loop wrote for [`Action::DeferRecipient`] or
+    /// [`Action::DiscardRecipient`] returned `status` (the C daemon's
+    /// `message->flags |= status`): anything but 0 leaves the message deferred.
+    pub fn recorded(&mut self, m: MessageRef, status: i32) {
+        if let Some(msg) = self.messages.get_mut(m.0) {
+            msg.deferred |= status != 0;
+        }
+    }
+
+    /// Asks the event loop for the message's next recipient batch, unless one is being read
+    /// or routed already (then its `assign` settles the message).
+    pub(super) fn read_batch(&mut self, m: MessageRef) {
+        let Some(msg) = self.messages.get_mut(m.0) else {
+            return;
+        };
+        let Some(start) = msg.envelope.resume_offset else {
+            return;
+        };
+        if msg.routing || msg.reading {
+            return;
+        }
+        msg.reading = true;
+        self.actions.push(Action::ReadRecipients {
+            message: m,
+            queue_id: msg.queue_id.clone(),
+            size: msg.envelope.size,
+            start,
+        });
+    }
+
+    /// The batch asked for was read: the event loop now routes its recipients and hands
+    /// them to [`Scheduler::assign`]; `next` is where the batch after it starts. A redirected
+    /// message keeps only its first recipient, so the loop routes only that one.
+    pub fn batch_read(&mut self, m: MessageRef, next: Option<u64>) {
+        let Some(msg) = self.messages.get_mut(m.0) else {
+            return;
+        };
+        debug_assert!(msg.reading, "batch_read without ReadRecipients");
+        msg.reading = false;
+        msg.routing = true;
+        msg.envelope.resume_offset = next.filter(|_| msg.envelope.redirect_address.is_none());
+        if msg.completion == Some(complete::Step::Batch) {
+            msg.completion = None;
+        }
+    }
+
+    /// The batch asked for could not be read (gone, or bad records): during the completion
+    /// the file goes to corrupt/; otherwise the completion, once due, reads it again and
+    /// decides (as after the C daemon's failed qmgr_message_realloc).
+    pub fn batch_unreadable(&mut self, now: u64, m: MessageRef) {
+        let Some(msg) = self.messages.get_mut(m.0) else {
+            return;
+        };
+        debug_assert!(msg.reading, "batch_unreadable without ReadRecipients");
+        msg.reading = false;
+        if msg.completion == Some(complete::Step::Batch) {
+            self.corrupt(m);
+            return;
+        }
+        self.maybe_done(now, m);
     }
 
     /// Routes the message's recipients and groups them into entries: `routes` pairs each
@@ -86,9 +181,11 @@ impl Scheduler {
     /// expiry, double-bounce discard, defer_transports, verify-probe limit, dead transports and
     /// dead destinations (parked behind `retry`).
     pub fn assign(&mut self, now: u64, m: MessageRef, routes: Vec<(Recipient, Route)>) {
-        let Some(msg) = self.messages.get(m.0) else {
+        let Some(msg) = self.messages.get_mut(m.0) else {
             return;
         };
+        debug_assert!(msg.routing, "assign without a batch out for routing");
+        msg.routing = false;
         let qflags = msg.qflags;
         let single = msg.single_recipient();
         let verify_probe = msg.is_verify_probe();
@@ -205,8 +302,6 @@ impl Scheduler {
             }
             current = Some(e);
         }
-        if self.messages.get(m.0).is_some_and(|x| x.refcount == 0) {
-            self.actions.push(Action::MessageDone(m));
-        }
+        self.maybe_done(now, m);
     }
 }

@@ -18,6 +18,7 @@ mod defer;
 mod deliver;
 mod entry;
 pub mod feedback;
+mod invariants;
 mod message;
 mod queue;
 pub mod route;
@@ -28,8 +29,10 @@ mod transport;
 use std::collections::{HashMap, VecDeque};
 
 use crate::config::transport::TransportParams;
+use crate::proto::bounce::FlushRequest;
 use crate::proto::dsn::Dsn;
 use crate::proto::recipient::Recipient;
+use crate::queue::record::{Patch, SizeRecord};
 
 use slab::{Id, Slab};
 
@@ -94,6 +97,12 @@ pub struct SchedConfig {
     pub refill_below: usize,
     /// destination_concurrency_feedback_debug: log every window change.
     pub feedback_debug: bool,
+    /// The completion chain's time limits.
+    pub lifetimes: complete::Lifetimes,
+    /// disable_verp_bounces: one bounce notice for all recipients of a VERP message.
+    pub disable_verp_bounces: bool,
+    /// info_log_address_format = internal: addresses in log lines are not quoted.
+    pub log_address_internal: bool,
 }
 
 impl SchedConfig {
@@ -125,6 +134,9 @@ impl SchedConfig {
             )
             .saturating_sub(100),
             feedback_debug: p.destination_concurrency_feedback_debug,
+            lifetimes: complete::Lifetimes::from_params(p),
+            disable_verp_bounces: p.disable_verp_bounces,
+            log_address_internal: p.info_log_address_format.eq_ignore_ascii_case(b"internal"),
         }
     }
 }
@@ -147,8 +159,27 @@ impl Default for SchedConfig {
             owner_request_special: true,
             refill_below: 20000 - 100,
             feedback_debug: false,
+            lifetimes: complete::Lifetimes {
+                max_queue_lifetime: 5 * 86400,
+                bounce_queue_lifetime: 5 * 86400,
+                min_backoff: 300,
+                max_backoff: 4000,
+            },
+            disable_verp_bounces: false,
+            log_address_internal: false,
         }
     }
+}
+
+/// Which bounce-daemon service a notice request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeService {
+    /// bounce_service_name.
+    Bounce,
+    /// defer_service_name.
+    Defer,
+    /// trace_service_name.
+    Trace,
 }
 
 /// What the event loop must do next.
@@ -161,15 +192,15 @@ pub enum Action {
         name: Vec<u8>,
     },
     /// Record a deferral without a delivery agent (defer_append: the retry service is dead);
-    /// the event loop marks the message deferred unless the record says otherwise (a probe's
-    /// verify update, a `sendmail -bv` trace).
+    /// report the record's status with [`Scheduler::recorded`].
     DeferRecipient {
         message: MessageRef,
         recipient: Recipient,
         dsn: Dsn,
     },
     /// A double-bounce to the local double-bounce address: log it `sent` (discarded) and mark
-    /// the recipient done in the file.
+    /// the recipient done in the file; report the record's status with
+    /// [`Scheduler::recorded`].
     DiscardRecipient {
         message: MessageRef,
         recipient: Recipient,
@@ -178,15 +209,42 @@ pub enum Action {
     Warn(String),
     /// An informational line (destination_concurrency_feedback_debug).
     Info(String),
-    /// The message has no entries left: run its completion (bounce/trace/defer flushes, then
-    /// unlink or defer), then [`Scheduler::remove_message`] or [`Scheduler::assign`] more.
-    MessageDone(MessageRef),
-    /// An entry of this message is done, its file holds more recipients and few are in memory:
-    /// read its next batch and [`Scheduler::assign`] it (the C daemon's qmgr_message_realloc
-    /// from qmgr_entry_done). Comes instead of [`Action::MessageDone`]: when the batch brings
-    /// no entries and none are left, `assign` reports the message done; when the batch cannot
-    /// be read and none are left, the event loop starts the completion itself.
-    ReadRecipients(MessageRef),
+    /// The completion chain begins (qmgr_active_done): does the message have a bounce log?
+    /// Report with [`Scheduler::bounce_log_checked`].
+    CheckBounceLog {
+        message: MessageRef,
+        queue_id: Vec<u8>,
+    },
+    /// A deferred message's file might have been marked corrupt by an agent: is it still
+    /// usable (mail_open_ok)? Report with [`Scheduler::queue_file_checked`].
+    CheckQueueFile {
+        message: MessageRef,
+        queue_id: Vec<u8>,
+    },
+    /// Ask bounce(8), defer(8) or trace(8) for a notice; report its status with
+    /// [`Scheduler::notice_done`].
+    Notify {
+        message: MessageRef,
+        service: NoticeService,
+        request: FlushRequest,
+    },
+    /// Read the recipient batch that starts at `start` (qmgr_message_realloc): report with
+    /// [`Scheduler::batch_read`] (then route the batch and [`Scheduler::assign`] it) or
+    /// [`Scheduler::batch_unreadable`].
+    ReadRecipients {
+        message: MessageRef,
+        queue_id: Vec<u8>,
+        size: SizeRecord,
+        start: u64,
+    },
+    /// Update the queue file in place (a trace record killed, the delay warning marked sent).
+    Patch { queue_id: Vec<u8>, patch: Patch },
+    /// The message is done and forgotten: unlink its file (`removed`).
+    Remove { queue_id: Vec<u8> },
+    /// The message is done and forgotten: back to deferred/, not to be tried before `until`.
+    MoveToDeferred { queue_id: Vec<u8>, until: u64 },
+    /// The message is forgotten: its file goes to corrupt/.
+    Corrupt { queue_id: Vec<u8> },
 }
 
 use entry::Entry;
@@ -319,5 +377,7 @@ pub struct QueueStatus {
     pub dead_reason: Option<Vec<u8>>,
 }
 
+#[cfg(test)]
+mod simulation;
 #[cfg(test)]
 mod tests;

@@ -97,6 +97,21 @@ impl<T> Slab<T> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The live objects with their ids, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (Id, &T)> {
+        self.slots.iter().enumerate().filter_map(|(index, slot)| {
+            let value = slot.value.as_ref()?;
+            let index = u32::try_from(index).ok()?;
+            Some((
+                Id {
+                    index,
+                    generation: slot.generation,
+                },
+                value,
+            ))
+        })
+    }
 }
 
 #[cfg(test)]

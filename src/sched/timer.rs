@@ -36,6 +36,11 @@ impl Deadlines {
         self.armed += 1;
         self.heap.push(Reverse((at, self.armed, timer)));
     }
+
+    /// Whether `timer` is pending (for the invariants).
+    pub(super) fn holds(&self, timer: Timer) -> bool {
+        self.heap.iter().any(|Reverse((_, _, t))| *t == timer)
+    }
 }
 
 impl Scheduler {
