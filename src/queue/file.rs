@@ -22,7 +22,8 @@ use super::id::QueueId;
 use super::path::{QueuePaths, ACTIVE, BOUNCE, DEFER, INCOMING, SAVED};
 use super::record::Patch;
 use super::scan::{QueueScanner, Scan, ScanError};
-use crate::master::trigger::SCAN_ALL;
+use super::scan_flags::SCAN_ALL;
+use crate::maillog::strerror;
 
 /// Owner read+write+execute: the file is complete (cleanup sets it last).
 pub const MODE_READY: u32 = 0o700;
@@ -37,14 +38,6 @@ const LINK_WARNING_AGE_SECS: i64 = 60;
 const SUBDIR_MODE: u32 = 0o700;
 /// Seconds a file's mtime may be in the future and still be taken.
 const NOT_BEFORE_SLACK_SECS: i64 = 1;
-
-/// strerror() text of an I/O error, as `%m` prints it.
-pub(crate) fn strerror(err: &io::Error) -> String {
-    match err.raw_os_error() {
-        Some(errno) => nix::errno::Errno::from_raw(errno).desc().to_string(),
-        None => err.to_string(),
-    }
-}
 
 fn not_found(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::NotFound
@@ -702,12 +695,6 @@ mod tests {
         assert!(not_yet_due(102, 100, 0));
         assert!(!not_yet_due(102, 100, SCAN_ALL));
         assert!(!not_yet_due(i64::MAX, i64::MAX, 0));
-    }
-
-    #[test]
-    fn strerror_is_c_wording() {
-        let err = io::Error::from_raw_os_error(libc::ENOENT);
-        assert_eq!(strerror(&err), "No such file or directory");
     }
 
     #[test]

@@ -6,3 +6,4 @@ pub mod id;
 pub mod path;
 pub mod record;
 pub mod scan;
+pub mod scan_flags;
