@@ -1119,7 +1119,8 @@ fn legacy_scan<R: Read + Seek>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::record::{encode_record, Patch, QueueFileBuilder};
+    use crate::queue::queue_file_builder::QueueFileBuilder;
+    use crate::queue::record::{encode_record, Patch};
     use proptest::prelude::*;
     use std::io::Cursor;
 
