@@ -1,6 +1,6 @@
 //! Queue scan flags (QMGR_SCAN_* and QMGR_FLUSH_* in qmgr.h): what a scan request asks of a
-//! queue scan, and what a message found by that scan inherits. Trigger requests
-//! ([`crate::master::trigger`]) are folded into these.
+//! queue scan, and what a message found by that scan inherits. The trigger bytes clients
+//! write (parsed in `master::trigger`) are folded into these.
 
 /// Start a scan now (or restart it when the running one ends).
 pub const SCAN_START: u8 = 1 << 0;
