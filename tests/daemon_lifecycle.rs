@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::agent::Behaviour;
 use common::bounce::BounceRequest;
+use common::queue_file_builder::QueueFileBuilder;
 use common::world::World;
-use oqmgr::queue::record::QueueFileBuilder;
 
 const T: Duration = Duration::from_secs(10);
 

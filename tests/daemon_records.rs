@@ -10,12 +10,12 @@ mod common;
 use std::time::Duration;
 
 use common::bounce::BounceRequest;
+use common::queue_file_builder::QueueFileBuilder;
 use common::service::FakeService;
 use common::world::World;
 use oqmgr::proto::attr::AttrList;
 use oqmgr::proto::flush::FlushAdd;
 use oqmgr::proto::verify::VerifyUpdate;
-use oqmgr::queue::record::QueueFileBuilder;
 
 const T: Duration = Duration::from_secs(10);
 

@@ -8,7 +8,12 @@ use oqmgr::queue::envelope::{
     read_envelope, read_recipient_batch, ReadEvent, ReadOptions, Rejection, Severity,
     DEL_REQ_FLAG_RECORD, DEL_REQ_FLAG_REC_DLY_SENT,
 };
-use oqmgr::queue::record::{Patch, QueueFileBuilder, RecordReader, RecordType};
+use oqmgr::queue::record::{self, Patch, RecordReader, RecordType};
+use queue_file_builder::QueueFileBuilder;
+
+// The shared queue-file builder; it reaches the library through `record` above.
+#[path = "support/queue_file_builder.rs"]
+mod queue_file_builder;
 
 const OPTS: ReadOptions<'static> = ReadOptions {
     recipient_cap: 100,

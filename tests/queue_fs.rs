@@ -6,7 +6,6 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use oqmgr::master::trigger::{FLUSH_DFXP, SCAN_ALL, SCAN_START};
 use oqmgr::queue::file::{
     BounceLog, LockError, OpenCheck, QueueDir, RecoverNote, RecoverWarning, Removed, Renamed,
 };
@@ -14,6 +13,7 @@ use oqmgr::queue::id::QueueId;
 use oqmgr::queue::path::{QueuePaths, ACTIVE, CORRUPT, DEFERRED, INCOMING};
 use oqmgr::queue::record::Patch;
 use oqmgr::queue::scan::{QueueScanner, Scan};
+use oqmgr::queue::scan_flags::{FLUSH_DFXP, SCAN_ALL, SCAN_START};
 
 fn id(s: &str) -> QueueId {
     QueueId::parse(s.as_bytes()).unwrap()

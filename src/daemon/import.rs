@@ -124,7 +124,7 @@ impl Daemon {
             }
         }
         let mut qflags = 0;
-        if scan_flags & crate::master::trigger::FLUSH_DFXP != 0 {
+        if scan_flags & crate::queue::scan_flags::FLUSH_DFXP != 0 {
             qflags |= message_flags::FLUSH_DFXP;
         }
         if ready.unthrottle() {

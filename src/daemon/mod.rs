@@ -36,6 +36,7 @@ use crate::master::{flow, trigger};
 use crate::queue::file::QueueDir;
 use crate::queue::path::{DEFERRED, INCOMING};
 use crate::queue::scan::Scan;
+use crate::queue::scan_flags;
 use crate::sched::{Action, LimitsLookup, MessageRef, SchedConfig, Scheduler};
 
 use rewrite::RewriteClient;
@@ -262,8 +263,8 @@ impl Daemon {
             tables: pre_jail.tables,
         };
         daemon.register_master();
-        daemon.scan_request(INCOMING, trigger::SCAN_START);
-        daemon.scan_request(DEFERRED, trigger::SCAN_START);
+        daemon.scan_request(INCOMING, scan_flags::SCAN_START);
+        daemon.scan_request(DEFERRED, scan_flags::SCAN_START);
         let delay = daemon.params.queue_run_delay;
         daemon.arm_after(u64::try_from(delay).unwrap_or(300), TimerKind::DeferredScan);
         daemon.watchdog = match Watchdog::create(
@@ -558,7 +559,7 @@ impl Daemon {
             fatal(text);
         }
         let req = trigger::parse(bytes);
-        if (req.incoming | req.deferred) & trigger::FLUSH_ONCE != 0 {
+        if (req.incoming | req.deferred) & scan_flags::FLUSH_ONCE != 0 {
             self.sched.revive_all();
         }
         if req.incoming != 0 {
@@ -580,7 +581,7 @@ impl Daemon {
         while let Some(kind) = self.timers.pop_due(now) {
             match kind {
                 TimerKind::DeferredScan => {
-                    self.scan_request(DEFERRED, trigger::SCAN_START);
+                    self.scan_request(DEFERRED, scan_flags::SCAN_START);
                     let delay = u64::try_from(self.params.queue_run_delay).unwrap_or(300);
                     self.arm_after(delay, TimerKind::DeferredScan);
                 }
@@ -762,7 +763,7 @@ pub fn stand_alone(options: &DaemonOptions, params: &Params) -> ! {
     recover_active(&qdir, now_secs());
     // The rest of the C daemon's post-init: both scans start (a missing queue is fatal).
     for queue in [INCOMING, DEFERRED] {
-        if let Err(e) = qdir.scan(queue).request(trigger::SCAN_START) {
+        if let Err(e) = qdir.scan(queue).request(scan_flags::SCAN_START) {
             fatal(&e.to_string());
         }
     }

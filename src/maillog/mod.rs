@@ -30,3 +30,15 @@ pub fn fatal(text: &str) -> ! {
     sink::emit(Severity::Fatal, text);
     std::process::exit(1);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    #[test]
+    fn strerror_is_c_wording_without_the_rust_suffix() {
+        let err = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(strerror(&err), "No such file or directory");
+    }
+}

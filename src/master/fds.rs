@@ -17,21 +17,13 @@ use nix::sys::socket::{recv, MsgFlags};
 
 use super::status::{self, Availability};
 use super::{FLOW_READ_FD, FLOW_WRITE_FD, LISTEN_FD, STATUS_FD, TRIGGER_BUF_SIZE};
+use crate::maillog::strerror;
 
 /// How long the C trigger server waits for a client's bytes after accept() (`read_wait(fd, 10)`).
 pub const TRIGGER_WAIT: Duration = Duration::from_secs(10);
 
 /// The flow pipe is read and written in chunks of this size, as mail_flow does.
 const FLOW_CHUNK: usize = 1024;
-
-/// strerror() text of an I/O error, as `%m` prints it (without Rust's " (os error N)").
-pub(crate) fn strerror(err: &io::Error) -> String {
-    let text = err.to_string();
-    match text.find(" (os error ") {
-        Some(cut) => text[..cut].to_string(),
-        None => text,
-    }
-}
 
 fn to_io(err: Errno) -> io::Error {
     io::Error::from(err)
@@ -429,14 +421,6 @@ pub fn read_stand_alone(stdin: BorrowedFd<'_>) -> Result<Vec<u8>, StandAloneRead
 mod tests {
     use super::*;
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-
-    #[test]
-    fn strerror_drops_the_rust_suffix() {
-        assert_eq!(
-            strerror(&io::Error::from_raw_os_error(libc::ENOENT)),
-            "No such file or directory"
-        );
-    }
 
     #[test]
     fn accept_errors_read_like_the_c_server() {

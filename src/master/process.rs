@@ -15,8 +15,8 @@ use std::path::Path;
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::unistd::{Gid, Uid, User};
 
-use super::fds::strerror;
 use super::status::{parse_generation, BadGeneration};
+use crate::maillog::strerror;
 
 /// The environment variable master sets to its spawn counter, in octal.
 pub const GENERATION_ENV: &str = "GENERATION";

@@ -5,14 +5,7 @@
 //! defer_transports. Every other byte (the NUL clients append, garbage) is ignored, so a flood
 //! of trigger bytes costs one pass over at most 1024 bytes.
 
-/// Start a scan now (or restart it when the running one ends).
-pub const SCAN_START: u8 = 1 << 0;
-/// Ignore the "not before" time stamps (mtime in the future).
-pub const SCAN_ALL: u8 = 1 << 1;
-/// Revive dead transports and queues at once.
-pub const FLUSH_ONCE: u8 = 1 << 2;
-/// Ignore defer_transports for the messages of this scan.
-pub const FLUSH_DFXP: u8 = 1 << 3;
+use crate::queue::scan_flags::{FLUSH_DFXP, FLUSH_ONCE, SCAN_ALL, SCAN_START};
 
 /// The scan requests one trigger buffer makes, with duplicates collapsed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -55,7 +55,7 @@ pub enum WatchdogError {
 
 impl fmt::Display for WatchdogError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let strerror = super::fds::strerror;
+        let strerror = crate::maillog::strerror;
         match self {
             WatchdogError::TooSmall(t) => write!(f, "watchdog_create: timeout {t} is too small"),
             WatchdogError::Pipe(e) => write!(f, "watchdog_create: pipe: {}", strerror(e)),

@@ -22,7 +22,8 @@ use super::id::QueueId;
 use super::path::{QueuePaths, ACTIVE, BOUNCE, DEFER, INCOMING, SAVED};
 use super::record::Patch;
 use super::scan::{QueueScanner, Scan, ScanError};
-use crate::master::trigger::SCAN_ALL;
+use super::scan_flags::SCAN_ALL;
+use crate::maillog::strerror;
 
 /// Owner read+write+execute: the file is complete (cleanup sets it last).
 pub const MODE_READY: u32 = 0o700;
@@ -37,14 +38,6 @@ const LINK_WARNING_AGE_SECS: i64 = 60;
 const SUBDIR_MODE: u32 = 0o700;
 /// Seconds a file's mtime may be in the future and still be taken.
 const NOT_BEFORE_SLACK_SECS: i64 = 1;
-
-/// strerror() text of an I/O error, as `%m` prints it.
-pub(crate) fn strerror(err: &io::Error) -> String {
-    match err.raw_os_error() {
-        Some(errno) => nix::errno::Errno::from_raw(errno).desc().to_string(),
-        None => err.to_string(),
-    }
-}
 
 fn not_found(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::NotFound
@@ -662,176 +655,4 @@ pub fn clear_unthrottle(file: &File, mode: u32, path: &Path) -> Result<bool, Fil
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::queue::path::{CORRUPT, DEFERRED};
-    use std::os::unix::fs::symlink;
-
-    fn id(s: &str) -> QueueId {
-        QueueId::parse(s.as_bytes()).unwrap()
-    }
-
-    fn queue_dir() -> (tempfile::TempDir, QueueDir) {
-        let tmp = tempfile::tempdir().unwrap();
-        for q in [INCOMING, ACTIVE, DEFERRED, CORRUPT, BOUNCE, DEFER] {
-            fs::create_dir(tmp.path().join(q)).unwrap();
-        }
-        let dir = QueueDir::new(tmp.path(), QueuePaths::default());
-        (tmp, dir)
-    }
-
-    fn write_mode(path: &Path, mode: u32) {
-        fs::write(path, b"queue file").unwrap();
-        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-    }
-
-    #[test]
-    fn daemon_root_keeps_paths_relative() {
-        let dir = QueueDir::new("", QueuePaths::default());
-        let qid = id("3F2A11C2B3");
-        assert_eq!(
-            dir.full(&dir.path(DEFERRED, &qid)),
-            PathBuf::from("deferred/3/3F2A11C2B3")
-        );
-        assert_eq!(dir.scan(INCOMING).queue(), INCOMING);
-    }
-
-    #[test]
-    fn not_yet_due_allows_one_second_and_scan_all() {
-        assert!(!not_yet_due(101, 100, 0));
-        assert!(not_yet_due(102, 100, 0));
-        assert!(!not_yet_due(102, 100, SCAN_ALL));
-        assert!(!not_yet_due(i64::MAX, i64::MAX, 0));
-    }
-
-    #[test]
-    fn strerror_is_c_wording() {
-        let err = io::Error::from_raw_os_error(libc::ENOENT);
-        assert_eq!(strerror(&err), "No such file or directory");
-    }
-
-    #[test]
-    fn open_ok_rejects_bad_ids_silently() {
-        let (_tmp, dir) = queue_dir();
-        assert!(matches!(dir.open_ok(INCOMING, b"a.b", 0), OpenCheck::BadId));
-        assert!(matches!(
-            dir.open_ok(INCOMING, b"ABCDEF", 0),
-            OpenCheck::Missing
-        ));
-        assert_eq!(dir.open_ok(INCOMING, b"ABCDEF", 0).warning(), None);
-    }
-
-    #[test]
-    fn hard_links_warn_only_when_old() {
-        let (tmp, dir) = queue_dir();
-        let file = tmp.path().join("incoming/ABCDEF");
-        write_mode(&file, 0o700);
-        fs::hard_link(&file, tmp.path().join("incoming/LINKED")).unwrap();
-        let fresh = dir.open_ok(INCOMING, b"ABCDEF", 0).ready().unwrap();
-        let ctime = fresh.ctime;
-        let recent = dir
-            .open_ok(INCOMING, b"ABCDEF", ctime + 60)
-            .ready()
-            .unwrap();
-        assert_eq!(recent.link_warning(), None);
-        let old = dir.open_ok(INCOMING, b"ABCDEF", ctime + 61);
-        assert_eq!(
-            old.warning().unwrap(),
-            "incoming/ABCDEF: uid ".to_string() + &fresh.uid.to_string() + ": file has 2 links"
-        );
-    }
-
-    #[test]
-    fn clear_unthrottle_keeps_force_expire() {
-        let (tmp, dir) = queue_dir();
-        let path = tmp.path().join("active/ABCDEF");
-        write_mode(&path, 0o750);
-        let ready = dir.open_ok(ACTIVE, b"ABCDEF", 0).ready().unwrap();
-        assert!(ready.unthrottle() && ready.force_expire());
-        let file = dir.open_locked(ACTIVE, &ready.id).unwrap();
-        assert!(clear_unthrottle(&file, ready.mode, &ready.path).unwrap());
-        let mode = fs::metadata(&path).unwrap().mode() & 0o7777;
-        assert_eq!(mode, 0o710);
-        assert!(!clear_unthrottle(&file, 0o100710, &ready.path).unwrap());
-    }
-
-    #[test]
-    fn bounce_log_empty_is_removed_non_empty_is_kept() {
-        let (tmp, dir) = queue_dir();
-        let qid = id("ABCDEF");
-        assert_eq!(dir.check_bounce_log(&qid).unwrap(), BounceLog::Absent);
-        fs::write(tmp.path().join("bounce/ABCDEF"), b"").unwrap();
-        assert_eq!(dir.check_bounce_log(&qid).unwrap(), BounceLog::RemovedEmpty);
-        assert!(!tmp.path().join("bounce/ABCDEF").exists());
-        fs::write(tmp.path().join("bounce/ABCDEF"), b"recipient=x\n").unwrap();
-        assert_eq!(dir.check_bounce_log(&qid).unwrap(), BounceLog::NonEmpty(12));
-    }
-
-    #[test]
-    fn defer_log_is_hashed_and_its_absence_is_normal() {
-        let (tmp, dir) = queue_dir();
-        let qid = id("3F2A11C2B3");
-        assert_eq!(dir.remove_defer_log(&qid).unwrap(), Removed::NotFound);
-        fs::create_dir(tmp.path().join("defer/3")).unwrap();
-        fs::write(tmp.path().join("defer/3/3F2A11C2B3"), b"x").unwrap();
-        assert_eq!(dir.log_size(DEFER, &qid), Some(1));
-        assert_eq!(dir.remove_defer_log(&qid).unwrap(), Removed::Removed);
-        assert_eq!(dir.log_size(DEFER, &qid), None);
-    }
-
-    #[test]
-    fn remove_reports_other_errors_with_the_path() {
-        let (tmp, dir) = queue_dir();
-        // A directory where the file should be: unlink fails with EISDIR.
-        fs::create_dir(tmp.path().join("active/ABCDEF")).unwrap();
-        let err = dir.remove(ACTIVE, &id("ABCDEF")).unwrap_err();
-        assert!(!err.is_not_found());
-        assert!(err.to_string().starts_with("remove active/ABCDEF: "));
-    }
-
-    #[test]
-    fn set_time_sets_both_times_and_reports_missing_files() {
-        let (tmp, dir) = queue_dir();
-        write_mode(&tmp.path().join("active/ABCDEF"), 0o700);
-        dir.set_time(ACTIVE, &id("ABCDEF"), 1_000_000_060).unwrap();
-        let meta = fs::metadata(tmp.path().join("active/ABCDEF")).unwrap();
-        assert_eq!((meta.atime(), meta.mtime()), (1_000_000_060, 1_000_000_060));
-        assert_eq!((meta.atime_nsec(), meta.mtime_nsec()), (0, 0));
-        let err = dir.set_time(ACTIVE, &id("GONE12"), 1).unwrap_err();
-        assert!(err.is_not_found());
-        assert_eq!(
-            err.to_string(),
-            "update active/GONE12 time stamps: No such file or directory"
-        );
-    }
-
-    #[test]
-    fn rename_of_a_missing_source_is_enoent() {
-        let (_tmp, dir) = queue_dir();
-        let err = dir.rename(&id("ABCDEF"), ACTIVE, CORRUPT).unwrap_err();
-        assert!(err.is_not_found());
-        assert_eq!(
-            err.to_string(),
-            "rename ABCDEF from active to corrupt: No such file or directory"
-        );
-    }
-
-    #[test]
-    fn rename_with_a_file_in_the_way_of_a_directory_is_enotdir() {
-        let (tmp, dir) = queue_dir();
-        write_mode(&tmp.path().join("active/3F2A11C2B3"), 0o700);
-        fs::write(tmp.path().join("deferred/3"), b"").unwrap();
-        let err = dir.rename(&id("3F2A11C2B3"), ACTIVE, DEFERRED).unwrap_err();
-        assert_eq!(err.source.raw_os_error(), Some(libc::ENOTDIR));
-        assert!(!err.is_not_found());
-        assert!(tmp.path().join("active/3F2A11C2B3").exists());
-    }
-
-    #[test]
-    fn symlink_is_not_regular() {
-        let (tmp, dir) = queue_dir();
-        symlink("/etc/passwd", tmp.path().join("incoming/LINK12")).unwrap();
-        let check = dir.open_ok(INCOMING, b"LINK12", 0);
-        assert!(matches!(check, OpenCheck::NotRegular { .. }));
-    }
-}
+mod tests;

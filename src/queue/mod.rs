@@ -6,3 +6,9 @@ pub mod id;
 pub mod path;
 pub mod record;
 pub mod scan;
+pub mod scan_flags;
+
+// The test-only queue-file builder lives with the integration tests' support code.
+#[cfg(test)]
+#[path = "../../tests/support/queue_file_builder.rs"]
+pub(crate) mod queue_file_builder;

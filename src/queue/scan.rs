@@ -9,7 +9,7 @@
 //! found there.
 //!
 //! [`Scan`] is the queue manager's state machine around it: scan requests from triggers
-//! (flags from [`crate::master::trigger`]) start a scan, or queue a restart for when the
+//! (flags from [`crate::queue::scan_flags`]) start a scan, or queue a restart for when the
 //! running one ends.
 
 use std::fmt;
@@ -20,8 +20,8 @@ use nix::dir::{Dir, OwningIter};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use super::file::strerror;
-use crate::master::trigger::{FLUSH_DFXP, SCAN_ALL, SCAN_START};
+use super::scan_flags::{FLUSH_DFXP, SCAN_ALL, SCAN_START};
+use crate::maillog::strerror;
 
 /// A directory of the scan could not be opened: the queue itself, or a one-character entry
 /// that is not a directory (e.g. a plain file named `3`). Fatal in Postfix.
@@ -153,7 +153,7 @@ pub struct ScanEntry {
     /// The file name as read (not yet checked as a queue id).
     pub name: Vec<u8>,
     /// Flags of the scan that found it (SCAN_ALL, FLUSH_DFXP, ... from
-    /// [`crate::master::trigger`]); they become the message's flags.
+    /// [`crate::queue::scan_flags`]); they become the message's flags.
     pub flags: u8,
 }
 
@@ -264,7 +264,7 @@ impl Scan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::master::trigger::FLUSH_ONCE;
+    use crate::queue::scan_flags::FLUSH_ONCE;
     use std::collections::BTreeSet;
     use std::fs;
 

@@ -25,6 +25,11 @@ pub mod rewrite;
 pub mod service;
 pub mod world;
 
+// The shared queue-file builder reaches the library through this alias.
+use oqmgr::queue::record;
+#[path = "../support/queue_file_builder.rs"]
+pub mod queue_file_builder;
+
 use std::thread;
 use std::time::{Duration, Instant};
 

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::queue_file_builder::{BuiltQueueFile, QueueFileBuilder};
 use oqmgr::queue::id::QueueId;
 use oqmgr::queue::path::QueuePaths;
-use oqmgr::queue::record::{BuiltQueueFile, QueueFileBuilder, Record, RecordReader};
+use oqmgr::queue::record::{Record, RecordReader};
 
 /// Directories created under queue_directory (all mode 0700).
 pub const QUEUE_SUBDIRS: [&str; 13] = [
