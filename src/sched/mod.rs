@@ -16,7 +16,7 @@
 pub mod complete;
 pub mod feedback;
 pub mod route;
-pub mod slab;
+pub use crate::slab;
 
 use std::collections::{HashMap, VecDeque};
 

@@ -1,6 +1,8 @@
 //! A minimal slab: objects addressed by small reusable indices, each paired with a generation
-//! so that a stale id (a timer for a queue that has since been freed and reused) is detected
-//! instead of touching the wrong object.
+//! so that a stale id (a timer for a queue or a connection that has since been freed and its
+//! slot reused) is detected instead of touching the wrong object. The scheduler keeps its
+//! messages, entries, queues and transports in slabs; the event loop its connections and
+//! timers.
 
 /// An index plus the generation it was issued in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,7 +24,7 @@ struct Slot<T> {
     value: Option<T>,
 }
 
-/// Storage for one kind of scheduler object.
+/// Storage for one kind of object.
 #[derive(Debug)]
 pub struct Slab<T> {
     slots: Vec<Slot<T>>,
