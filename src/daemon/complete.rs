@@ -2,17 +2,15 @@
 //! there is a bounce log, more recipients if the file holds more, trace flush for success
 //! notices, then for deferred mail either the return to sender (expired) or a delay warning,
 //! and finally unlink (`removed`) or a move to deferred/ with the back-off time stamp.
-//! bounce/defer/trace requests are asynchronous: other mail keeps moving while they run.
+//! bounce/defer/trace requests are asynchronous: other mail keeps moving while they run
+//! ([`super::notify`] drives their connections and reports back to `notify_result`).
 
 use crate::proto::attr::AttrMessage;
 use log::{info, warn};
-use mio::Interest;
 
-use super::conn::Conn;
-use super::{fatal, Daemon, Peer, TimerKind};
-use crate::proto::bounce::{bounce_flags, BounceCommand, FlushRequest, StatusReply};
+use super::{fatal, Daemon};
+use crate::proto::bounce::{bounce_flags, BounceCommand, FlushRequest};
 use crate::proto::dsn::Dsn;
-use crate::proto::protocol::Protocol;
 use crate::proto::recipient::Recipient;
 use crate::queue::file::{BounceLog, OpenCheck, Removed};
 use crate::queue::id::QueueId;
@@ -33,20 +31,6 @@ pub enum Step {
     /// defer(8) warn: delay notice.
     Warn,
 }
-
-/// A request to bounce/defer/trace in flight.
-pub struct NotifyConn {
-    pub conn: Conn,
-    message: MessageRef,
-    step: Step,
-    request: Vec<u8>,
-    announced: bool,
-    /// `bounce`, `verp`, `delay warning`, `trace`: for the failure line.
-    what: &'static str,
-}
-
-/// The async clients wait this long for an answer, as Postfix's abounce does.
-const NOTIFY_TIMEOUT: u64 = 1000;
 
 impl Daemon {
     fn queue_id_of(&self, m: MessageRef) -> Option<QueueId> {
@@ -230,122 +214,19 @@ impl Daemon {
             },
         }
         .to_bytes();
-        let path = format!("private/{}", String::from_utf8_lossy(service));
-        let conn = match Conn::connect(std::path::Path::new(""), &path) {
-            Ok(c) => c,
-            Err(_) => {
-                self.notify_result(now, m, step, what, -1);
-                return;
-            }
-        };
-        let notify = NotifyConn {
-            conn,
-            message: m,
-            step,
-            request,
-            announced: false,
-            what,
-        };
-        match self.add_peer(Peer::Notify(notify), Interest::READABLE) {
-            Some((slot, serial)) => self.arm_peer_timer(
-                slot,
-                NOTIFY_TIMEOUT,
-                TimerKind::NotifyTimeout { slot, serial },
-            ),
-            None => self.notify_result(now, m, step, what, -1),
-        }
-    }
-
-    pub(super) fn on_notify_ready(&mut self, slot: usize, writable: bool) {
-        let now = super::now_secs();
-        let Some(n) = self.notify_mut(slot) else {
-            return;
-        };
-        let mut status: Option<i32> = None;
-        // The request went out in full: the reply gets a time limit of its own.
-        let mut written = false;
-        if writable && n.conn.wants_write() {
-            match n.conn.flush() {
-                Ok(true) => {
-                    self.set_interest(slot, Interest::READABLE);
-                    written = true;
-                }
-                Ok(false) => return,
-                Err(_) => status = Some(-1),
-            }
-        }
-        let Some(n) = self.notify_mut(slot) else {
-            return;
-        };
-        if status.is_none() {
-            if n.conn.fill().is_err() {
-                status = Some(-1);
-            }
-            while status.is_none() {
-                let Some(list) = n.conn.next_list() else {
-                    if n.conn.at_eof() {
-                        status = Some(-1);
-                    }
-                    break;
-                };
-                if !n.announced {
-                    if Protocol::DeliveryStatus.check_announcement(&list).is_err() {
-                        status = Some(-1);
-                        break;
-                    }
-                    n.announced = true;
-                    let request = std::mem::take(&mut n.request);
-                    n.conn.queue(&request);
-                    match n.conn.flush() {
-                        Ok(true) => {
-                            written = true;
-                            continue;
-                        }
-                        Ok(false) => {
-                            self.set_interest(slot, Interest::READABLE | Interest::WRITABLE);
-                            return;
-                        }
-                        Err(_) => status = Some(-1),
-                    }
-                    continue;
-                }
-                status = Some(StatusReply::decode(&list).map_or(-1, |r| r.status));
-            }
-        }
-        if written {
-            self.await_notify_reply(slot);
-        }
-        let Some(status) = status else {
-            return;
-        };
-        if let Some(Peer::Notify(n)) = self.remove_peer(slot) {
-            self.notify_result(now, n.message, n.step, n.what, status);
-        }
-    }
-
-    /// As Postfix's abounce: the greeting has ABOUNCE_TIMEOUT, and once the request is
-    /// written the reply has ABOUNCE_TIMEOUT again.
-    fn await_notify_reply(&mut self, slot: usize) {
-        if let Some(serial) = self.peer_serial(slot) {
-            self.arm_peer_timer(
-                slot,
-                NOTIFY_TIMEOUT,
-                TimerKind::NotifyTimeout { slot, serial },
-            );
-        }
-    }
-
-    pub(super) fn notify_timeout(&mut self, slot: usize, serial: u64) {
-        if self.peer_serial(slot) != Some(serial) {
-            return;
-        }
-        if let Some(Peer::Notify(n)) = self.remove_peer(slot) {
-            self.notify_result(super::now_secs(), n.message, n.step, n.what, -1);
-        }
+        let service = service.clone();
+        self.connect_notify(now, m, step, &service, request, what);
     }
 
     /// A bounce/defer/trace request ended with `status` (0 = done); continue the chain.
-    fn notify_result(&mut self, now: u64, m: MessageRef, step: Step, what: &str, status: i32) {
+    pub(super) fn notify_result(
+        &mut self,
+        now: u64,
+        m: MessageRef,
+        step: Step,
+        what: &str,
+        status: i32,
+    ) {
         let Some(msg) = self.sched.message_mut(m) else {
             return;
         };
