@@ -14,14 +14,19 @@ use crate::sched::MessageRef;
 /// The async clients wait this long for an answer, as Postfix's abounce does.
 const NOTIFY_TIMEOUT: u64 = 1000;
 
-/// A request to bounce/defer/trace in flight.
-pub struct NotifyConn {
+/// A request to bounce/defer/trace in flight, and `tag`: what its outcome is for.
+pub struct NotifyConn<T> {
     pub conn: Conn,
-    message: MessageRef,
-    step: Step,
     /// Sent once the service has announced itself.
     request: Vec<u8>,
     announced: bool,
+    tag: T,
+}
+
+/// Where the completion chain continues with a request's outcome.
+pub struct NotifyFor {
+    message: MessageRef,
+    step: Step,
     /// `bounce`, `verp`, `delay warning`, `trace`: for the failure line.
     what: &'static str,
 }
@@ -37,7 +42,16 @@ pub enum NotifyVerdict {
     Done(i32),
 }
 
-impl NotifyConn {
+impl<T> NotifyConn<T> {
+    pub fn new(conn: Conn, request: Vec<u8>, tag: T) -> Self {
+        NotifyConn {
+            conn,
+            request,
+            announced: false,
+            tag,
+        }
+    }
+
     /// Writes what is pending, then reads what arrived: the announcement sends the request,
     /// the reply ends the exchange.
     pub fn ready(&mut self, writable: bool) -> NotifyVerdict {
@@ -105,14 +119,12 @@ impl Daemon {
                 return;
             }
         };
-        let notify = NotifyConn {
-            conn,
+        let tag = NotifyFor {
             message: m,
             step,
-            request,
-            announced: false,
             what,
         };
+        let notify = NotifyConn::new(conn, request, tag);
         match self.add_peer(Peer::Notify(notify)) {
             Some(id) => self.arm_peer_timer(id, NOTIFY_TIMEOUT, PeerTimer::NotifyTimeout),
             None => self.notify_result(now, m, step, what, -1),
@@ -143,7 +155,64 @@ impl Daemon {
 
     fn end_notify(&mut self, now: u64, id: PeerId, status: i32) {
         if let Some(Peer::Notify(n)) = self.remove_peer(id) {
-            self.notify_result(now, n.message, n.step, n.what, status);
+            let NotifyFor {
+                message,
+                step,
+                what,
+            } = n.tag;
+            self.notify_result(now, message, step, what, status);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use mio::net::UnixStream;
+
+    use super::*;
+    use crate::proto::attr::AttrMessage;
+
+    /// A request on one end of a socket pair; the other end plays the service.
+    fn request() -> (NotifyConn<()>, UnixStream) {
+        let (client, service) = UnixStream::pair().unwrap();
+        let conn = Conn::new(client, "private/bounce");
+        (NotifyConn::new(conn, b"request\0".to_vec(), ()), service)
+    }
+
+    fn announce(service: &mut UnixStream, protocol: Protocol) {
+        let mut bytes = Vec::new();
+        protocol.encode_announcement(&mut bytes);
+        service.write_all(&bytes).unwrap();
+    }
+
+    #[test]
+    fn the_request_goes_out_after_the_announcement_and_the_reply_ends_it() {
+        let (mut n, mut service) = request();
+        assert_eq!(n.ready(false), NotifyVerdict::Pending);
+        announce(&mut service, Protocol::DeliveryStatus);
+        assert_eq!(n.ready(false), NotifyVerdict::RequestWritten);
+        let mut got = [0u8; 8];
+        service.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"request\0");
+        assert_eq!(n.ready(false), NotifyVerdict::Pending);
+        service
+            .write_all(&StatusReply { status: 0 }.to_bytes())
+            .unwrap();
+        assert_eq!(n.ready(false), NotifyVerdict::Done(0));
+    }
+
+    #[test]
+    fn a_wrong_announcement_or_a_hang_up_fails_the_request() {
+        let (mut n, mut service) = request();
+        announce(&mut service, Protocol::DeliveryRequest);
+        assert_eq!(n.ready(false), NotifyVerdict::Done(-1));
+
+        let (mut n, mut service) = request();
+        announce(&mut service, Protocol::DeliveryStatus);
+        assert_eq!(n.ready(false), NotifyVerdict::RequestWritten);
+        drop(service);
+        assert_eq!(n.ready(false), NotifyVerdict::Done(-1));
     }
 }

@@ -8,7 +8,7 @@ use mio::net::UnixStream;
 use mio::{Interest, Token};
 
 use super::deliver::AgentConn;
-use super::notify::NotifyConn;
+use super::notify::{NotifyConn, NotifyFor};
 use super::timers::TimerId;
 use super::{Daemon, TimerKind, FIRST_PEER};
 use crate::maillog;
@@ -27,7 +27,7 @@ impl PeerId {
 /// A connection the loop is driving.
 pub(super) enum Peer {
     Agent(AgentConn),
-    Notify(NotifyConn),
+    Notify(NotifyConn<NotifyFor>),
 }
 
 impl Peer {
@@ -71,7 +71,7 @@ impl Peers {
     }
 
     /// The bounce/defer/trace connection `id`, if it is still open.
-    pub(super) fn notify_mut(&mut self, id: PeerId) -> Option<&mut NotifyConn> {
+    pub(super) fn notify_mut(&mut self, id: PeerId) -> Option<&mut NotifyConn<NotifyFor>> {
         match self.0.get_mut(id.0) {
             Some(PeerSlot {
                 peer: Peer::Notify(n),
