@@ -7,6 +7,7 @@ use log::warn;
 use mio::net::UnixStream;
 use mio::{Interest, Token};
 
+use super::conn::Conn;
 use super::deliver::AgentConn;
 use super::notify::{NotifyConn, NotifyFor};
 use super::timers::TimerId;
@@ -31,18 +32,15 @@ pub(super) enum Peer {
 }
 
 impl Peer {
-    fn stream(&mut self) -> &mut UnixStream {
+    fn conn(&mut self) -> &mut Conn {
         match self {
-            Peer::Agent(a) => &mut a.conn.stream,
-            Peer::Notify(n) => &mut n.conn.stream,
+            Peer::Agent(a) => &mut a.conn,
+            Peer::Notify(n) => &mut n.conn,
         }
     }
 
-    fn wants_write(&self) -> bool {
-        match self {
-            Peer::Agent(a) => a.conn.wants_write(),
-            Peer::Notify(n) => n.conn.wants_write(),
-        }
+    fn stream(&mut self) -> &mut UnixStream {
+        &mut self.conn().stream
     }
 }
 
@@ -132,7 +130,7 @@ impl Daemon {
         let Some(slot) = self.peers.0.get_mut(id.0) else {
             return;
         };
-        let writing = slot.peer.wants_write();
+        let writing = slot.peer.conn().wants_write();
         if writing == slot.writing {
             return;
         }
