@@ -19,3 +19,4 @@ pub mod master;
 pub mod proto;
 pub mod queue;
 pub mod sched;
+pub mod slab;

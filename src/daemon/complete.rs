@@ -6,30 +6,15 @@
 
 use crate::proto::attr::AttrMessage;
 use log::{info, warn};
-use mio::Interest;
 
-use super::conn::Conn;
-use super::{fatal, Daemon, Peer, TimerKind};
-use crate::proto::bounce::StatusReply;
+use super::{fatal, Daemon};
 use crate::proto::dsn::Dsn;
-use crate::proto::protocol::Protocol;
 use crate::proto::recipient::Recipient;
 use crate::queue::file::{BounceLog, OpenCheck, Removed};
 use crate::queue::id::QueueId;
 use crate::queue::path::{ACTIVE, BOUNCE, DEFERRED};
 use crate::queue::record::Patch;
 use crate::sched::{MessageRef, NoticeService};
-
-/// A request to bounce/defer/trace in flight.
-pub struct NotifyConn {
-    pub conn: Conn,
-    message: MessageRef,
-    request: Vec<u8>,
-    announced: bool,
-}
-
-/// The async clients wait this long for an answer, as Postfix's abounce does.
-const NOTIFY_TIMEOUT: u64 = 1000;
 
 impl Daemon {
     /// Action::CheckBounceLog: the first step of the completion.
@@ -72,8 +57,8 @@ impl Daemon {
             NoticeService::Defer => &self.params.defer_service_name,
             NoticeService::Trace => &self.params.trace_service_name,
         };
-        let path = format!("private/{}", String::from_utf8_lossy(name));
-        self.start_notify(now, m, &path, request.to_bytes());
+        let name = name.clone();
+        self.connect_notify(now, m, &name, request.to_bytes());
     }
 
     /// Action::Remove: the message is done.
@@ -114,120 +99,7 @@ impl Daemon {
         }
     }
 
-    fn start_notify(&mut self, now: u64, m: MessageRef, path: &str, request: Vec<u8>) {
-        let conn = match Conn::connect(std::path::Path::new(""), path) {
-            Ok(c) => c,
-            Err(_) => {
-                self.notify_result(now, m, -1);
-                return;
-            }
-        };
-        let notify = NotifyConn {
-            conn,
-            message: m,
-            request,
-            announced: false,
-        };
-        match self.add_peer(Peer::Notify(notify), Interest::READABLE) {
-            Some((slot, serial)) => self.arm_peer_timer(
-                slot,
-                NOTIFY_TIMEOUT,
-                TimerKind::NotifyTimeout { slot, serial },
-            ),
-            None => self.notify_result(now, m, -1),
-        }
-    }
-
-    pub(super) fn on_notify_ready(&mut self, slot: usize, writable: bool) {
-        let now = super::now_secs();
-        let Some(n) = self.notify_mut(slot) else {
-            return;
-        };
-        let mut status: Option<i32> = None;
-        // The request went out in full: the reply gets a time limit of its own.
-        let mut written = false;
-        if writable && n.conn.wants_write() {
-            match n.conn.flush() {
-                Ok(true) => {
-                    self.set_interest(slot, Interest::READABLE);
-                    written = true;
-                }
-                Ok(false) => return,
-                Err(_) => status = Some(-1),
-            }
-        }
-        let Some(n) = self.notify_mut(slot) else {
-            return;
-        };
-        if status.is_none() {
-            if n.conn.fill().is_err() {
-                status = Some(-1);
-            }
-            while status.is_none() {
-                let Some(list) = n.conn.next_list() else {
-                    if n.conn.at_eof() {
-                        status = Some(-1);
-                    }
-                    break;
-                };
-                if !n.announced {
-                    if Protocol::DeliveryStatus.check_announcement(&list).is_err() {
-                        status = Some(-1);
-                        break;
-                    }
-                    n.announced = true;
-                    let request = std::mem::take(&mut n.request);
-                    n.conn.queue(&request);
-                    match n.conn.flush() {
-                        Ok(true) => {
-                            written = true;
-                            continue;
-                        }
-                        Ok(false) => {
-                            self.set_interest(slot, Interest::READABLE | Interest::WRITABLE);
-                            return;
-                        }
-                        Err(_) => status = Some(-1),
-                    }
-                    continue;
-                }
-                status = Some(StatusReply::decode(&list).map_or(-1, |r| r.status));
-            }
-        }
-        if written {
-            self.await_notify_reply(slot);
-        }
-        let Some(status) = status else {
-            return;
-        };
-        if let Some(Peer::Notify(n)) = self.remove_peer(slot) {
-            self.notify_result(now, n.message, status);
-        }
-    }
-
-    /// As Postfix's abounce: the greeting has ABOUNCE_TIMEOUT, and once the request is
-    /// written the reply has ABOUNCE_TIMEOUT again.
-    fn await_notify_reply(&mut self, slot: usize) {
-        if let Some(serial) = self.peer_serial(slot) {
-            self.arm_peer_timer(
-                slot,
-                NOTIFY_TIMEOUT,
-                TimerKind::NotifyTimeout { slot, serial },
-            );
-        }
-    }
-
-    pub(super) fn notify_timeout(&mut self, slot: usize, serial: u64) {
-        if self.peer_serial(slot) != Some(serial) {
-            return;
-        }
-        if let Some(Peer::Notify(n)) = self.remove_peer(slot) {
-            self.notify_result(super::now_secs(), n.message, -1);
-        }
-    }
-
-    /// A bounce/defer/trace request ended with `status` (0 = done); the chain goes on.
-    fn notify_result(&mut self, now: u64, m: MessageRef, status: i32) {
+    pub(super) fn notify_result(&mut self, now: u64, m: MessageRef, status: i32) {
         self.sched.notice_done(now, m, status);
         self.run_actions(now);
     }

@@ -48,8 +48,12 @@ impl Conn {
     /// Starts a non-blocking connect to `<base>/<path>`; connection refused, a missing socket or
     /// a full backlog fail here at once, as they do for the C daemon.
     pub fn connect(base: &Path, path: &str) -> io::Result<Conn> {
-        let stream = UnixStream::connect(base.join(path))?;
-        Ok(Conn {
+        Ok(Conn::new(UnixStream::connect(base.join(path))?, path))
+    }
+
+    /// A connection over `stream`, named `path` in warnings.
+    pub fn new(stream: UnixStream, path: &str) -> Conn {
+        Conn {
             stream,
             path: path.to_string(),
             out: Vec::new(),
@@ -57,7 +61,7 @@ impl Conn {
             decoder: AttrDecoder::default(),
             lists: VecDeque::new(),
             eof: false,
-        })
+        }
     }
 
     /// Appends bytes to send; call [`Conn::flush`] afterwards.

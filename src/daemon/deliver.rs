@@ -1,17 +1,22 @@
 //! Delivery-agent connections (the C daemon's qmgr_transport_alloc and qmgr_deliver): a
 //! non-blocking connect to `private/<transport>`, the agent's announcement, one request, one
-//! reply, close. Every failure ends in the scheduler: an unreachable or babbling agent makes
-//! the transport unavailable, a crash mid-delivery defers the mail.
+//! reply, close. The connection reads and writes on its own and reports what happened as an
+//! [`AgentVerdict`]; the loop turns that into scheduler calls and timers. Every failure ends in
+//! the scheduler: an unreachable or babbling agent makes the transport unavailable, a crash
+//! mid-delivery defers the mail.
+
+use std::io;
 
 use crate::proto::attr::AttrMessage;
 use log::warn;
-use mio::Interest;
 
 use super::conn::{socket_name, Conn, ConnError};
-use super::{fatal, Daemon, Peer, TimerKind};
+use super::peers::{Peer, PeerId, PeerTimer};
+use super::{fatal, Daemon, TimerKind};
 use crate::proto::attr::{AttrList, ScanMode};
+use crate::proto::deliver::DeliveryRequest;
 use crate::proto::protocol::Protocol;
-use crate::sched::{EntryRef, TransportRef};
+use crate::sched::{EntryRef, Scheduler, TransportRef};
 
 /// Where an agent connection stands.
 pub enum AgentState {
@@ -33,6 +38,147 @@ pub struct AgentConn {
     state: AgentState,
 }
 
+/// What a readiness event (or the end of the rate delay) did to an agent connection.
+#[derive(Debug)]
+pub enum AgentVerdict {
+    /// Nothing decided yet: more bytes to come, or the rate delay to wait out.
+    Pending,
+    /// The rest of the request went out: the reply's time limit starts now.
+    RequestWritten,
+    /// The agent spoke while `<transport>_transport_rate_delay` applies: its announcement is
+    /// read once these seconds are over.
+    RateDelay(u64),
+    /// The agent announced `delivery_request_protocol`: a request may go out.
+    Announced,
+    /// The announcement was malformed or the agent hung up (warning logged): the transport
+    /// is unavailable.
+    AnnounceFailed,
+    /// The final reply (its warnings logged): the hop-status fields read before anything
+    /// went wrong, and the status (`None`: malformed).
+    Replied {
+        entry: EntryRef,
+        hop_fields: Vec<Vec<u8>>,
+        status: Option<i32>,
+    },
+    /// The request could not be written.
+    WriteFailed(io::Error),
+}
+
+impl AgentConn {
+    /// Writes what is left of the request, then reads what arrived. `rate_delay` gives a
+    /// transport's rate delay by name; it is asked only when the agent first speaks.
+    pub fn ready(&mut self, writable: bool, rate_delay: impl FnOnce(&str) -> u64) -> AgentVerdict {
+        let mut written = false;
+        if writable && self.conn.wants_write() {
+            match self.conn.flush() {
+                Ok(true) => written = true,
+                Ok(false) => {}
+                Err(e) => return AgentVerdict::WriteFailed(e),
+            }
+        }
+        let filled = self.conn.fill();
+        let verdict = match &self.state {
+            AgentState::Connecting => {
+                // The agent spoke or hung up. As qmgr_transport_event: with a rate delay, the
+                // announcement is read only once the delay is over.
+                let delay = rate_delay(&self.name);
+                if delay > 0 {
+                    self.state = AgentState::RateDelay;
+                    AgentVerdict::RateDelay(delay)
+                } else {
+                    self.announcement(filled.is_ok())
+                }
+            }
+            // Nothing is expected now: the announcement is looked at when the delay ends.
+            AgentState::RateDelay => AgentVerdict::Pending,
+            AgentState::Announcing => self.announcement(filled.is_ok()),
+            AgentState::Delivering { entry, .. } => {
+                let entry = *entry;
+                self.final_reply(entry, filled)
+            }
+        };
+        // Only a request is ever written, so a reply is the one other verdict that can follow
+        // a write; it closes the connection and makes the reply's time limit moot.
+        match verdict {
+            AgentVerdict::Pending if written => AgentVerdict::RequestWritten,
+            verdict => verdict,
+        }
+    }
+
+    /// The rate delay is over: the announcement decides; `Pending` (now `Announcing`) when
+    /// it is still incomplete.
+    pub fn rate_delay_over(&mut self) -> AgentVerdict {
+        let filled = self.conn.fill().is_ok();
+        let verdict = self.announcement(filled);
+        if matches!(verdict, AgentVerdict::Pending) {
+            self.state = AgentState::Announcing;
+        }
+        verdict
+    }
+
+    /// Starts writing the request for `entry`. `Ok(true)`: it is all out.
+    pub fn send(&mut self, entry: EntryRef, request: DeliveryRequest) -> io::Result<bool> {
+        let bytes = request.to_bytes();
+        self.state = AgentState::Delivering {
+            entry,
+            queue_id: request.queue_id,
+        };
+        self.conn.queue(&bytes);
+        self.conn.flush()
+    }
+
+    /// Whether the agent announced `delivery_request_protocol`: `Pending` while the
+    /// announcement is still incomplete; the C daemon's warning when it is malformed or the
+    /// agent hung up.
+    fn announcement(&mut self, filled: bool) -> AgentVerdict {
+        let announced = match (filled, self.conn.next_list()) {
+            (true, Some(list)) => Protocol::DeliveryRequest.check_announcement(&list).is_ok(),
+            (true, None) if !self.conn.at_eof() => return AgentVerdict::Pending,
+            _ => false,
+        };
+        if announced {
+            AgentVerdict::Announced
+        } else {
+            warn!("{} socket: malformed response", self.conn.path);
+            AgentVerdict::AnnounceFailed
+        }
+    }
+
+    /// The reply to the request for `entry`, once it is complete or the agent is gone.
+    fn final_reply(&mut self, entry: EntryRef, filled: Result<(), ConnError>) -> AgentVerdict {
+        let scanned = match (&filled, self.conn.next_list()) {
+            (Ok(()), Some(list)) => scan_final_reply(&list, &self.conn.path),
+            (Ok(()), None) if !self.conn.at_eof() => return AgentVerdict::Pending,
+            (Err(ConnError::Attr(e)), None) => ScannedReply {
+                warnings: vec![e.warning(&socket_name(&self.conn.path))],
+                ..ScannedReply::default()
+            },
+            // A hang-up or reset: C's attr_scan reads the end of input before any field (its
+            // peekfd test practically never fails), and warns only when a list was cut off.
+            _ => ScannedReply {
+                warnings: self.conn.cut_off_warning().into_iter().collect(),
+                ..ScannedReply::default()
+            },
+        };
+        for w in &scanned.warnings {
+            warn!("{w}");
+        }
+        if scanned.status.is_none() {
+            warn!("{} socket: malformed response", self.conn.path);
+        }
+        AgentVerdict::Replied {
+            entry,
+            hop_fields: scanned.hop_fields,
+            status: scanned.status,
+        }
+    }
+}
+
+/// The scheduler knows the parameters; the loop only needs the delay.
+fn transport_rate_delay(sched: &Scheduler, name: &str) -> u64 {
+    sched.transport_rate_delay(name.as_bytes()).unwrap_or(0)
+}
+
 impl Daemon {
     /// Action::Connect: start a connection to the transport's agent.
     pub(super) fn connect_agent(&mut self, now: u64, transport: TransportRef, name: &[u8]) {
@@ -46,14 +192,10 @@ impl Daemon {
                     name,
                     state: AgentState::Connecting,
                 };
-                match self.add_peer(Peer::Agent(agent), Interest::READABLE) {
-                    Some((slot, serial)) => {
+                match self.add_peer(Peer::Agent(agent)) {
+                    Some(id) => {
                         let timeout = self.daemon_timeout();
-                        self.arm_peer_timer(
-                            slot,
-                            timeout,
-                            TimerKind::AgentTimeout { slot, serial },
-                        );
+                        self.arm_peer_timer(id, timeout, PeerTimer::AgentTimeout);
                     }
                     None => {
                         self.sched.agent_unavailable(now, transport);
@@ -68,7 +210,7 @@ impl Daemon {
                 );
                 // As qmgr_transport_event: with a rate delay, the failure is acted on only
                 // once the delay is over (the transport stays rate-locked meanwhile).
-                let delay = self.transport_rate_delay(&name);
+                let delay = transport_rate_delay(&self.sched, &name);
                 if delay > 0 {
                     let _ = self.arm_after(delay, TimerKind::AgentUnavailable { transport });
                     return;
@@ -86,183 +228,85 @@ impl Daemon {
         self.run_actions(now);
     }
 
-    /// Whether the agent announced `delivery_request_protocol`: `None` while the announcement
-    /// is still incomplete; `Some(false)`, with the C daemon's warning, when it is malformed
-    /// or the agent hung up.
-    fn announcement(&mut self, slot: usize, filled: bool) -> Option<bool> {
-        let agent = self.agent_mut(slot)?;
-        let announced = match (filled, agent.conn.next_list()) {
-            (true, Some(list)) => Protocol::DeliveryRequest.check_announcement(&list).is_ok(),
-            (true, None) if !agent.conn.at_eof() => return None,
-            _ => false,
-        };
-        if !announced {
-            warn!("{} socket: malformed response", agent.conn.path);
-        }
-        Some(announced)
-    }
-
-    /// The agent's announcement decides: the request goes out, or the transport is
-    /// unavailable; an incomplete one waits for more.
-    fn on_announcement(&mut self, now: u64, slot: usize, filled: bool) {
-        match self.announcement(slot, filled) {
-            None => {}
-            Some(true) => self.send_request(now, slot),
-            Some(false) => self.agent_malformed(now, slot),
-        }
-    }
-
-    /// The agent did not announce itself properly: the transport is unavailable.
-    fn agent_malformed(&mut self, now: u64, slot: usize) {
-        if let Some(Peer::Agent(agent)) = self.remove_peer(slot) {
-            self.sched.agent_unavailable(now, agent.transport);
-            self.run_actions(now);
-        }
-    }
-
-    pub(super) fn on_agent_ready(&mut self, slot: usize, writable: bool) {
+    pub(super) fn on_agent_ready(&mut self, id: PeerId, writable: bool) {
         let now = super::now_secs();
-        let Some(agent) = self.agent_mut(slot) else {
+        let sched = &self.sched;
+        let Some(agent) = self.peers.agent_mut(id) else {
             return;
         };
-        if writable && agent.conn.wants_write() {
-            match agent.conn.flush() {
-                Ok(true) => {
-                    self.set_interest(slot, Interest::READABLE);
-                    if let Some(serial) = self.peer_serial(slot) {
-                        self.await_reply(slot, serial);
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    self.write_failed(now, slot, &e);
-                    return;
-                }
-            }
-        }
-        let Some(agent) = self.agent_mut(slot) else {
-            return;
-        };
-        let filled = agent.conn.fill();
-        match &agent.state {
-            AgentState::Connecting => {
-                // The agent spoke or hung up. As qmgr_transport_event: with a rate delay, the
-                // announcement is read only once the delay is over.
-                let delay = {
-                    let name = agent.name.clone();
-                    self.transport_rate_delay(&name)
-                };
-                if delay > 0 {
-                    if let Some(Some(entry)) = self.peers.get_mut(slot) {
-                        if let Peer::Agent(a) = &mut entry.peer {
-                            a.state = AgentState::RateDelay;
-                        }
-                        let serial = entry.serial;
-                        self.arm_peer_timer(slot, delay, TimerKind::RateDelay { slot, serial });
-                    }
-                    return;
-                }
-                self.on_announcement(now, slot, filled.is_ok());
-            }
-            AgentState::RateDelay => {
-                // Nothing is expected now: the announcement is looked at when the delay ends.
-            }
-            AgentState::Announcing => self.on_announcement(now, slot, filled.is_ok()),
-            AgentState::Delivering { entry, .. } => {
-                let entry = *entry;
-                let scanned = match (&filled, agent.conn.next_list()) {
-                    (Ok(()), Some(list)) => scan_final_reply(&list, &agent.conn.path),
-                    (Ok(()), None) if !agent.conn.at_eof() => return,
-                    (Err(ConnError::Attr(e)), None) => ScannedReply {
-                        warnings: vec![e.warning(&socket_name(&agent.conn.path))],
-                        ..ScannedReply::default()
-                    },
-                    // A hang-up or reset: C's attr_scan reads the end of input before any
-                    // field (its peekfd test practically never fails), and warns only when a
-                    // list was cut off.
-                    _ => ScannedReply {
-                        warnings: agent.conn.cut_off_warning().into_iter().collect(),
-                        ..ScannedReply::default()
-                    },
-                };
-                for w in &scanned.warnings {
-                    warn!("{w}");
-                }
-                if scanned.status.is_none() {
-                    warn!("{} socket: malformed response", agent.conn.path);
-                }
-                self.remove_peer(slot);
-                self.sched
-                    .agent_reply_scan(now, entry, &scanned.hop_fields, scanned.status);
-                self.run_actions(now);
-            }
-        }
-    }
-
-    fn transport_rate_delay(&self, name: &str) -> u64 {
-        // The scheduler knows the parameters; the loop only needs the delay.
-        self.sched
-            .transport_rate_delay(name.as_bytes())
-            .unwrap_or(0)
+        let verdict = agent.ready(writable, |name| transport_rate_delay(sched, name));
+        self.sync_interest(id);
+        self.on_agent_verdict(now, id, verdict);
     }
 
     /// The rate delay after the agent spoke is over: its announcement decides.
-    pub(super) fn rate_delay_over(&mut self, slot: usize, serial: u64) {
-        if self.peer_serial(slot) != Some(serial) {
+    pub(super) fn rate_delay_over(&mut self, id: PeerId) {
+        let Some(agent) = self.peers.agent_mut(id) else {
             return;
-        }
+        };
         let now = super::now_secs();
-        let filled = self.agent_mut(slot).map(|a| a.conn.fill().is_ok());
-        match self.announcement(slot, filled.unwrap_or(false)) {
-            None => {
+        match agent.rate_delay_over() {
+            AgentVerdict::Pending => {
                 // Not all there yet: the next readable event finishes it, under the
                 // connection's daemon_timeout.
-                if let Some(agent) = self.agent_mut(slot) {
-                    agent.state = AgentState::Announcing;
-                }
                 let timeout = self.daemon_timeout();
-                self.arm_peer_timer(slot, timeout, TimerKind::AgentTimeout { slot, serial });
+                self.arm_peer_timer(id, timeout, PeerTimer::AgentTimeout);
             }
-            Some(true) => self.send_request(now, slot),
-            Some(false) => self.agent_malformed(now, slot),
+            verdict => self.on_agent_verdict(now, id, verdict),
+        }
+    }
+
+    /// Carries out what the agent connection reported.
+    fn on_agent_verdict(&mut self, now: u64, id: PeerId, verdict: AgentVerdict) {
+        match verdict {
+            AgentVerdict::Pending => {}
+            AgentVerdict::RequestWritten => self.await_reply(id),
+            AgentVerdict::RateDelay(delay) => self.arm_peer_timer(id, delay, PeerTimer::RateDelay),
+            AgentVerdict::Announced => self.send_request(now, id),
+            AgentVerdict::AnnounceFailed => {
+                if let Some(Peer::Agent(agent)) = self.remove_peer(id) {
+                    self.sched.agent_unavailable(now, agent.transport);
+                    self.run_actions(now);
+                }
+            }
+            AgentVerdict::Replied {
+                entry,
+                hop_fields,
+                status,
+            } => {
+                self.remove_peer(id);
+                self.sched.agent_reply_scan(now, entry, &hop_fields, status);
+                self.run_actions(now);
+            }
+            AgentVerdict::WriteFailed(e) => self.write_failed(now, id, &e),
         }
     }
 
     /// Picks the next entry for this agent and writes the request, or closes the connection
     /// when there is nothing to send any more.
-    fn send_request(&mut self, now: u64, slot: usize) {
-        let Some(transport) = self.agent_mut(slot).map(|a| a.transport) else {
+    fn send_request(&mut self, now: u64, id: PeerId) {
+        let Some(transport) = self.peers.agent_mut(id).map(|a| a.transport) else {
             return;
         };
-        let Some((e, request)) = self.sched.agent_ready(now, transport) else {
-            self.remove_peer(slot);
+        let Some((entry, request)) = self.sched.agent_ready(now, transport) else {
+            self.remove_peer(id);
             self.run_actions(now);
             return;
         };
-        let bytes = request.to_bytes();
-        let Some(Some(slot_entry)) = self.peers.get_mut(slot) else {
+        let Some(agent) = self.peers.agent_mut(id) else {
             return;
         };
-        let Peer::Agent(agent) = &mut slot_entry.peer else {
-            return;
-        };
-        agent.state = AgentState::Delivering {
-            entry: e,
-            queue_id: request.queue_id,
-        };
-        let serial = slot_entry.serial;
-        agent.conn.queue(&bytes);
-        match agent.conn.flush() {
-            Ok(true) => self.await_reply(slot, serial),
+        match agent.send(entry, request) {
+            Ok(true) => self.await_reply(id),
             Ok(false) => {
                 // The C daemon writes the request blocking, bounded by ipc_timeout
                 // (qmgr_ipc_timeout); ours waits for writability under the same bound.
-                self.set_interest(slot, Interest::READABLE | Interest::WRITABLE);
+                self.sync_interest(id);
                 let timeout = u64::try_from(self.params.ipc_timeout).unwrap_or(60);
-                self.arm_peer_timer(slot, timeout, TimerKind::RequestWrite { slot, serial });
+                self.arm_peer_timer(id, timeout, PeerTimer::RequestWrite);
             }
             Err(err) => {
-                self.write_failed(now, slot, &err);
+                self.write_failed(now, id, &err);
                 return;
             }
         }
@@ -271,30 +315,32 @@ impl Daemon {
 
     /// The request is written: daemon_timeout for the reply, counted from then, as the C
     /// daemon arms qmgr_deliver_abort once qmgr_deliver_send_request returns.
-    fn await_reply(&mut self, slot: usize, serial: u64) {
+    fn await_reply(&mut self, id: PeerId) {
         let timeout = self.daemon_timeout();
-        self.arm_peer_timer(slot, timeout, TimerKind::AgentTimeout { slot, serial });
+        self.arm_peer_timer(id, timeout, PeerTimer::AgentTimeout);
     }
 
     /// qmgr_ipc_timeout passed with the request still not written (an agent that does not
     /// read): the C daemon's blocking write fails with a time-out, so the transport is
     /// throttled and its mail deferred.
-    pub(super) fn request_write_timeout(&mut self, slot: usize, serial: u64) {
-        if self.peer_serial(slot) != Some(serial)
-            || !self.agent_mut(slot).is_some_and(|a| a.conn.wants_write())
+    pub(super) fn request_write_timeout(&mut self, id: PeerId) {
+        if !self
+            .peers
+            .agent_mut(id)
+            .is_some_and(|a| a.conn.wants_write())
         {
             return;
         }
-        let err = std::io::Error::from_raw_os_error(libc::ETIMEDOUT);
-        self.write_failed(super::now_secs(), slot, &err);
+        let err = io::Error::from_raw_os_error(libc::ETIMEDOUT);
+        self.write_failed(super::now_secs(), id, &err);
     }
 
     fn daemon_timeout(&self) -> u64 {
         u64::try_from(self.params.daemon_timeout).unwrap_or(18000)
     }
 
-    fn write_failed(&mut self, now: u64, slot: usize, err: &std::io::Error) {
-        let Some(Peer::Agent(agent)) = self.remove_peer(slot) else {
+    fn write_failed(&mut self, now: u64, id: PeerId, err: &io::Error) {
+        let Some(Peer::Agent(agent)) = self.remove_peer(id) else {
             return;
         };
         warn!(
@@ -311,14 +357,8 @@ impl Daemon {
     }
 
     /// daemon_timeout passed without an announcement or a reply: the C daemon gives up.
-    pub(super) fn agent_timeout(&mut self, slot: usize, serial: u64) {
-        if self.peer_serial(slot) != Some(serial) {
-            return;
-        }
-        let Some(Some(entry)) = self.peers.get(slot) else {
-            return;
-        };
-        let Peer::Agent(agent) = &entry.peer else {
+    pub(super) fn agent_timeout(&mut self, id: PeerId) {
+        let Some(agent) = self.peers.agent_mut(id) else {
             return;
         };
         match &agent.state {

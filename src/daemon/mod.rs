@@ -11,6 +11,8 @@ mod complete;
 pub mod conn;
 mod deliver;
 mod import;
+mod notify;
+mod peers;
 pub mod rewrite;
 mod status_clients;
 mod table_watch;
@@ -46,7 +48,7 @@ const LISTEN: Token = Token(0);
 const STATUS: Token = Token(1);
 const WATCHDOG: Token = Token(2);
 const REWRITE: Token = Token(3);
-/// Tokens from here on are peer connections: `FIRST_PEER + slot`.
+/// Tokens from here on are peer connections: `FIRST_PEER + slot` (see [`peers`]).
 const FIRST_PEER: usize = 16;
 
 /// Seconds since the epoch: the scheduler's clock.
@@ -71,18 +73,12 @@ fn now_timeval() -> crate::proto::msg_stats::Timeval {
 enum TimerKind {
     /// Every queue_run_delay: scan deferred/.
     DeferredScan,
-    /// daemon_timeout while connecting to, or waiting for, a delivery agent.
-    AgentTimeout { slot: usize, serial: u64 },
+    /// A connection's time limit.
+    Peer(peers::PeerId, peers::PeerTimer),
     /// A failed connect to a rate-delayed transport: unavailable once the delay is over.
     AgentUnavailable {
         transport: crate::sched::TransportRef,
     },
-    /// qmgr_ipc_timeout while a delivery request is still being written.
-    RequestWrite { slot: usize, serial: u64 },
-    /// `<transport>_transport_rate_delay` after the agent announced itself.
-    RateDelay { slot: usize, serial: u64 },
-    /// A bounce/defer/trace request got no answer in time.
-    NotifyTimeout { slot: usize, serial: u64 },
 }
 
 /// Triggers taken per loop pass before other work gets a turn.
@@ -96,19 +92,6 @@ enum NextTrigger {
     Skipped,
     /// One request (`None`: the read failed; master is still told AVAIL).
     Read(Option<Vec<u8>>),
-}
-
-/// A connection the loop is driving.
-enum Peer {
-    Agent(deliver::AgentConn),
-    Notify(complete::NotifyConn),
-}
-
-struct PeerSlot {
-    serial: u64,
-    peer: Peer,
-    /// The connection's time limit (connect, reply, rate delay), cancelled with it.
-    timer: Option<timers::TimerId>,
 }
 
 /// Everything the daemon owns.
@@ -129,9 +112,7 @@ pub struct Daemon {
     /// Which scan the next import tries first (0 incoming, 1 deferred).
     first_scan: usize,
     rewrite: RewriteClient<import::RewriteTag>,
-    peers: Vec<Option<PeerSlot>>,
-    free_peers: Vec<usize>,
-    next_serial: u64,
+    peers: peers::Peers,
     timers: Timers<TimerKind>,
     /// Messages whose recipients are being routed: at most one new import (see `loop_hook`),
     /// plus next batches of large messages (`read_next_batch`).
@@ -251,9 +232,7 @@ impl Daemon {
             incoming,
             deferred,
             first_scan: 0,
-            peers: Vec::new(),
-            free_peers: Vec::new(),
-            next_serial: 0,
+            peers: peers::Peers::default(),
             timers: Timers::default(),
             loading: HashMap::new(),
             master_gone: false,
@@ -462,14 +441,7 @@ impl Daemon {
                 }
             }
             REWRITE => self.on_rewrite_ready(now_secs()),
-            Token(t) if t >= FIRST_PEER => {
-                let slot = t - FIRST_PEER;
-                if self.agent_mut(slot).is_some() {
-                    self.on_agent_ready(slot, writable);
-                } else if self.notify_mut(slot).is_some() {
-                    self.on_notify_ready(slot, writable);
-                }
-            }
+            Token(t) if t >= FIRST_PEER => self.on_peer_ready(t - FIRST_PEER, writable),
             _ => {}
         }
     }
@@ -585,15 +557,10 @@ impl Daemon {
                     let delay = u64::try_from(self.params.queue_run_delay).unwrap_or(300);
                     self.arm_after(delay, TimerKind::DeferredScan);
                 }
-                TimerKind::AgentTimeout { slot, serial } => self.agent_timeout(slot, serial),
+                TimerKind::Peer(id, timer) => self.on_peer_timer(id, timer),
                 TimerKind::AgentUnavailable { transport } => {
                     self.agent_unavailable_after_delay(transport)
                 }
-                TimerKind::RequestWrite { slot, serial } => {
-                    self.request_write_timeout(slot, serial)
-                }
-                TimerKind::RateDelay { slot, serial } => self.rate_delay_over(slot, serial),
-                TimerKind::NotifyTimeout { slot, serial } => self.notify_timeout(slot, serial),
             }
         }
     }
@@ -601,18 +568,6 @@ impl Daemon {
     fn arm_after(&mut self, secs: u64, kind: TimerKind) -> timers::TimerId {
         self.timers
             .arm(Instant::now() + Duration::from_secs(secs), kind)
-    }
-
-    /// Sets a connection's one timer, replacing the previous one.
-    fn arm_peer_timer(&mut self, slot: usize, secs: u64, kind: TimerKind) {
-        let id = self.arm_after(secs, kind);
-        if let Some(Some(entry)) = self.peers.get_mut(slot) {
-            if let Some(old) = entry.timer.replace(id) {
-                self.timers.cancel(old);
-            }
-        } else {
-            self.timers.cancel(id);
-        }
     }
 
     /// Carries out what the scheduler asked for.
@@ -663,90 +618,6 @@ impl Daemon {
                 }
             }
         }
-    }
-
-    /// A slot for a new peer connection, registered under its token.
-    fn add_peer(&mut self, mut peer: Peer, interest: Interest) -> Option<(usize, u64)> {
-        let slot = self.free_peers.pop().unwrap_or_else(|| {
-            self.peers.push(None);
-            self.peers.len() - 1
-        });
-        self.next_serial += 1;
-        let serial = self.next_serial;
-        let stream = match &mut peer {
-            Peer::Agent(a) => &mut a.conn.stream,
-            Peer::Notify(n) => &mut n.conn.stream,
-        };
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(stream, Token(FIRST_PEER + slot), interest)
-        {
-            warn!("register connection: {}", maillog::strerror(&e));
-            self.free_peers.push(slot);
-            return None;
-        }
-        self.peers[slot] = Some(PeerSlot {
-            serial,
-            peer,
-            timer: None,
-        });
-        Some((slot, serial))
-    }
-
-    fn remove_peer(&mut self, slot: usize) -> Option<Peer> {
-        let entry = self.peers.get_mut(slot)?.take()?;
-        if let Some(timer) = entry.timer {
-            self.timers.cancel(timer);
-        }
-        let mut peer = entry.peer;
-        let stream = match &mut peer {
-            Peer::Agent(a) => &mut a.conn.stream,
-            Peer::Notify(n) => &mut n.conn.stream,
-        };
-        let _ = self.poll.registry().deregister(stream);
-        self.free_peers.push(slot);
-        Some(peer)
-    }
-
-    /// The agent connection in `slot`, if that is what it holds.
-    fn agent_mut(&mut self, slot: usize) -> Option<&mut deliver::AgentConn> {
-        match self.peers.get_mut(slot) {
-            Some(Some(PeerSlot {
-                peer: Peer::Agent(a),
-                ..
-            })) => Some(a),
-            _ => None,
-        }
-    }
-
-    /// The bounce/defer/trace connection in `slot`, if that is what it holds.
-    fn notify_mut(&mut self, slot: usize) -> Option<&mut complete::NotifyConn> {
-        match self.peers.get_mut(slot) {
-            Some(Some(PeerSlot {
-                peer: Peer::Notify(n),
-                ..
-            })) => Some(n),
-            _ => None,
-        }
-    }
-
-    fn peer_serial(&self, slot: usize) -> Option<u64> {
-        self.peers.get(slot)?.as_ref().map(|p| p.serial)
-    }
-
-    fn set_interest(&mut self, slot: usize, interest: Interest) {
-        let Some(Some(entry)) = self.peers.get_mut(slot) else {
-            return;
-        };
-        let stream = match &mut entry.peer {
-            Peer::Agent(a) => &mut a.conn.stream,
-            Peer::Notify(n) => &mut n.conn.stream,
-        };
-        let _ = self
-            .poll
-            .registry()
-            .reregister(stream, Token(FIRST_PEER + slot), interest);
     }
 }
 

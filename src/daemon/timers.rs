@@ -7,31 +7,32 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
+use crate::slab::{Id, Slab};
+
 /// A handle to cancel a timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimerId {
-    slot: usize,
+    id: Id,
     seq: u64,
 }
 
 #[derive(Debug)]
 pub struct Timers<T> {
-    heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-    /// Per slot: the sequence number of the timer that owns it, and its value.
-    slots: Vec<Option<(u64, T)>>,
-    free: Vec<usize>,
+    /// Deadline, arming order (ties fire first-armed first), slot.
+    heap: BinaryHeap<Reverse<(Instant, u64, Id)>>,
+    /// The live timers with their arming order: a heap entry that does not match one was
+    /// cancelled (the order, unique for the process's life, guards where a slot's generation
+    /// could come round again).
+    live: Slab<(u64, T)>,
     seq: u64,
-    live: usize,
 }
 
 impl<T> Default for Timers<T> {
     fn default() -> Self {
         Timers {
             heap: BinaryHeap::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
+            live: Slab::default(),
             seq: 0,
-            live: 0,
         }
     }
 }
@@ -40,48 +41,34 @@ impl<T> Timers<T> {
     /// Fires `what` at `at`. Ties fire in the order they were armed.
     pub fn arm(&mut self, at: Instant, what: T) -> TimerId {
         self.seq += 1;
-        let seq = self.seq;
-        let slot = match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some((seq, what));
-                i
-            }
-            None => {
-                self.slots.push(Some((seq, what)));
-                self.slots.len() - 1
-            }
-        };
-        self.live += 1;
-        self.heap.push(Reverse((at, seq, slot)));
-        TimerId { slot, seq }
+        let id = self.live.insert((self.seq, what));
+        self.heap.push(Reverse((at, self.seq, id)));
+        TimerId { id, seq: self.seq }
     }
 
     /// Forgets a timer that has not fired yet (a no-op for one that did).
     pub fn cancel(&mut self, id: TimerId) {
-        if matches!(self.slots.get(id.slot), Some(Some((seq, _))) if *seq == id.seq) {
-            self.slots[id.slot] = None;
-            self.free.push(id.slot);
-            self.live -= 1;
-            if self.heap.len() > 2 * self.live + 64 {
-                self.compact();
-            }
+        if !is_live(&self.live, id.seq, id.id) {
+            return;
+        }
+        self.live.remove(id.id);
+        if self.heap.len() > 2 * self.live.len() + 64 {
+            self.compact();
         }
     }
 
     fn compact(&mut self) {
-        let slots = &self.slots;
+        let live = &self.live;
         let entries: Vec<_> = std::mem::take(&mut self.heap)
             .into_iter()
-            .filter(|Reverse((_, seq, slot))| {
-                matches!(slots.get(*slot), Some(Some((s, _))) if s == seq)
-            })
+            .filter(|Reverse((_, seq, id))| is_live(live, *seq, *id))
             .collect();
         self.heap = entries.into();
     }
 
     fn drop_cancelled_head(&mut self) {
-        while let Some(Reverse((_, seq, slot))) = self.heap.peek() {
-            if matches!(self.slots.get(*slot), Some(Some((s, _))) if s == seq) {
+        while let Some(Reverse((_, seq, id))) = self.heap.peek() {
+            if is_live(&self.live, *seq, *id) {
                 return;
             }
             self.heap.pop();
@@ -103,26 +90,28 @@ impl<T> Timers<T> {
         if *at > now {
             return None;
         }
-        let Reverse((_, _, slot)) = self.heap.pop()?;
-        let (_, what) = self.slots.get_mut(slot)?.take()?;
-        self.free.push(slot);
-        self.live -= 1;
-        Some(what)
+        let Reverse((_, _, id)) = self.heap.pop()?;
+        self.live.remove(id).map(|(_, what)| what)
     }
 
     /// Timers armed and not yet fired or cancelled.
     pub fn len(&self) -> usize {
-        self.live
+        self.live.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.live == 0
+        self.live.is_empty()
     }
 
     /// Heap entries, cancelled ones included (for tests of the memory bound).
     pub fn heap_len(&self) -> usize {
         self.heap.len()
     }
+}
+
+/// Whether the heap entry `(seq, id)` is a timer still armed.
+fn is_live<T>(live: &Slab<(u64, T)>, seq: u64, id: Id) -> bool {
+    live.get(id).is_some_and(|(s, _)| *s == seq)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ mod invariants;
 mod message;
 mod queue;
 pub mod route;
-pub mod slab;
+pub use crate::slab;
 mod timer;
 mod transport;
 

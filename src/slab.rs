@@ -1,6 +1,8 @@
 //! A minimal slab: objects addressed by small reusable indices, each paired with a generation
-//! so that a stale id (a timer for a queue that has since been freed and reused) is detected
-//! instead of touching the wrong object.
+//! so that a stale id (a timer for a queue or a connection that has since been freed and its
+//! slot reused) is detected instead of touching the wrong object. The scheduler keeps its
+//! messages, entries, queues and transports in slabs; the event loop its connections and
+//! timers.
 
 /// An index plus the generation it was issued in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,7 +24,7 @@ struct Slot<T> {
     value: Option<T>,
 }
 
-/// Storage for one kind of scheduler object.
+/// Storage for one kind of object.
 #[derive(Debug)]
 pub struct Slab<T> {
     slots: Vec<Slot<T>>,
@@ -90,6 +92,16 @@ impl<T> Slab<T> {
         slot.value.as_mut()
     }
 
+    /// The live id in slot `index`, if it is occupied (an event loop's token names a slot).
+    pub fn id_at(&self, index: usize) -> Option<Id> {
+        let slot = self.slots.get(index)?;
+        slot.value.as_ref()?;
+        Some(Id {
+            index: u32::try_from(index).ok()?,
+            generation: slot.generation,
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -129,5 +141,17 @@ mod tests {
         assert_eq!(s.get(b), Some(&"b"));
         assert_eq!(s.remove(a), None);
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn a_slot_number_gives_the_live_id_only() {
+        let mut s = Slab::default();
+        let a = s.insert("a");
+        assert_eq!(s.id_at(a.index()), Some(a));
+        s.remove(a);
+        assert_eq!(s.id_at(a.index()), None);
+        let b = s.insert("b");
+        assert_eq!(s.id_at(b.index()), Some(b));
+        assert_eq!(s.id_at(b.index() + 1), None);
     }
 }
