@@ -1,13 +1,24 @@
-//! oqmgr: Postfix's old queue manager, rebuilt in Rust.
+//! oqmgr: Postfix's old queue manager, oqmgr(8), rebuilt in Rust as a drop-in replacement.
 //!
-//! The crate mirrors Postfix's separation of concerns. This foundation holds the pure codecs:
-//! - [`queue`]: queue-file records, the envelope a queue manager reads, queue ids and paths;
-//! - [`proto`]: the NUL-terminated attribute protocol spoken on Postfix's internal sockets;
-//! - [`config`]: main.cf parsing, `$name` expansion and the typed table of oqmgr's parameters.
-//! - [`master`]: the contract with master(8): daemon options, status messages, flow tokens, triggers.
-//! - [`maillog`]: log lines as Postfix daemons write them, to syslog or postlogd.
+//! The crate mirrors Postfix's separation of concerns, in layers:
+//! - [`sched`]: the scheduler, a pure sans-I/O core (events and a `now` in, actions out) with
+//!   messages, entries, destination queues, transports, feedback, back-off and the completion
+//!   chain, one file per concern of the C daemon's src/oqmgr;
+//! - [`daemon`]: the single-threaded mio event loop that owns all I/O and the clock, feeds the
+//!   scheduler and carries out its actions (agents, trivial-rewrite, bounce/defer/trace,
+//!   queue files, master);
+//! - [`proto`]: Postfix's internal IPC protocols as pure codecs over bytes;
+//! - [`queue`]: the queue on disk: record framing and the envelope reader (pure over any
+//!   `Read + Seek`), queue ids and paths, and the directory operations the daemon uses
+//!   (scans, renames, locks, in-place patches);
+//! - [`config`]: main.cf parsing, `$name` expansion and the typed parameters oqmgr reads;
+//! - [`master`]: the contract with master(8): options, status, flow tokens and triggers
+//!   (pure), and the descriptors, process set-up and watchdog (I/O);
+//! - [`maillog`]: log lines as Postfix daemons write them, to syslog or postlogd;
+//! - [`slab`] and [`cnum`]: a generational slab, and C's number parsing.
 //!
-//! None of them does I/O beyond what the caller hands it.
+//! Lower layers never import higher ones: `sched`, `queue` and `proto` know nothing of
+//! `master` or `daemon`.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 

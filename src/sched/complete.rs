@@ -8,7 +8,7 @@
 //!
 //! | step | ours | C |
 //! |---|---|---|
-//! | last entry done, nothing being read or routed | [`Scheduler::maybe_done`] | qmgr_entry_done → qmgr_active_done |
+//! | last entry done, nothing being read or routed | `Scheduler::maybe_done` | qmgr_entry_done → qmgr_active_done |
 //! | bounce log? then bounce(8) flush or VERP | [`Scheduler::bounce_log_checked`] | qmgr_active_done |
 //! | deferred: file still usable? | [`Scheduler::queue_file_checked`] | qmgr_active_done_2_generic (mail_open_ok) |
 //! | more recipients in the file: next batch | [`Scheduler::batch_read`] | qmgr_active_done_2_generic (qmgr_message_realloc) |
@@ -60,7 +60,8 @@ pub enum Expiry {
     Young,
 }
 
-/// A deferred message is returned when `postsuper -e` asked for it, or when it has been in the
+/// qmgr_active_done_3_generic's expiry test: a deferred message is returned when
+/// `postsuper -e` asked for it, or when it has been in the
 /// queue longer than maximal_queue_lifetime (bounce_queue_lifetime for bounces).
 pub fn expiry(
     now: u64,
@@ -84,18 +85,21 @@ pub fn expiry(
     }
 }
 
-/// The delay warning is due from one second before the `W` time (0 or -1: none or sent).
+/// qmgr_active_done_3_generic's delay-warning test: due from one second before the `W`
+/// time (0 or -1: none or sent).
 pub fn warning_due(now: u64, warn_time: Option<i64>) -> bool {
     matches!(warn_time, Some(w) if w > 0 && now as i128 >= w as i128 - 1)
 }
 
-/// Success notices or a delivery record were asked for: flush the trace log.
+/// qmgr_active_done_2_generic's trace test: success notices or a delivery record were
+/// asked for, so the trace log is flushed.
 pub fn wants_trace_flush(trace_flags: i32, size_qmgr_flags: i32) -> bool {
     let wanted = request_flags::USR_VRFY | request_flags::RECORD | request_flags::REC_DLY_SENT;
     trace_flags as u32 & wanted != 0 || size_qmgr_flags & NOTIFY_SUCCESS != 0
 }
 
-/// The "not before" time of a deferred message: its age, between the minimal and maximal
+/// qmgr_active_done_3_generic's back-off (applied by qmgr_active_defer): the "not before"
+/// time of a deferred message: its age, between the minimal and maximal
 /// back-off times, from now (so the interval roughly doubles per attempt).
 pub fn deferred_until(now: u64, create_time: i64, l: &Lifetimes) -> u64 {
     let delay = if create_time > 0 {
@@ -416,7 +420,8 @@ impl Scheduler {
     }
 }
 
-/// How the failure line names a notice request.
+/// How the `status=deferred (... failed)` line of qmgr_active_done_2_bounce_flush,
+/// _25_trace_flush, _3_defer_flush and _3_defer_warn names a request.
 fn notice_what(step: Step, verp: bool) -> &'static str {
     match step {
         Step::Bounce | Step::Expire if verp => "verp",

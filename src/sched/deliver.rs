@@ -114,11 +114,13 @@ impl Scheduler {
     /// transport is treated as unavailable.
     pub fn request_failed(&mut self, now: u64, e: EntryRef) {
         let Some(entry) = self.entries.get_mut(e.0) else {
+            debug_assert!(false, "request_failed: no such entry");
             return;
         };
         entry.busy = false;
         let q = entry.queue;
         let Some(queue) = self.queues.get_mut(q.0) else {
+            debug_assert!(false, "request_failed: entry of a freed queue");
             return;
         };
         queue.busy = queue.busy.saturating_sub(1);
@@ -181,10 +183,13 @@ impl Scheduler {
             slot.clone_from(field);
         }
         let Some(entry) = self.entries.get(e.0) else {
+            // qmgr_deliver_update would read a freed entry: the C daemon's undefined case.
+            debug_assert!(false, "agent reply for no such entry");
             return;
         };
         let (m, q) = (entry.message, entry.queue);
         let Some(t) = self.queues.get(q.0).map(|x| x.transport) else {
+            debug_assert!(false, "agent reply for an entry of a freed queue");
             return;
         };
         let crashed = status.is_none();

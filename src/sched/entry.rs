@@ -95,12 +95,14 @@ impl Scheduler {
 
     pub(super) fn entry_done(&mut self, now: u64, e: EntryRef) {
         let Some(entry) = self.entries.get(e.0) else {
+            debug_assert!(false, "qmgr_entry_done: no such entry");
             return;
         };
         let q = entry.queue;
         let was_busy = entry.busy;
         if let Some(queue) = self.queues.get_mut(q.0) {
             if was_busy {
+                debug_assert!(queue.busy > 0, "qmgr_entry_done: busy count underflow");
                 queue.busy = queue.busy.saturating_sub(1);
             } else if let Some(i) = queue.todo.iter().position(|x| *x == e) {
                 queue.todo.remove(i);
@@ -112,6 +114,7 @@ impl Scheduler {
     /// Frees an entry already off its queue's lists and settles the queue and message.
     pub(super) fn entry_release(&mut self, now: u64, e: EntryRef, q: DestRef, was_busy: bool) {
         let Some(entry) = self.entries.remove(e.0) else {
+            debug_assert!(false, "qmgr_entry_done: no such entry");
             return;
         };
         self.recipient_count = self.recipient_count.saturating_sub(entry.recipients.len());

@@ -107,6 +107,8 @@ impl Scheduler {
     /// Forgets a message whose completion ran (qmgr_message_free).
     pub(super) fn remove_message(&mut self, m: MessageRef) -> Option<Message> {
         let message = self.messages.remove(m.0)?;
+        // qmgr_message_free panics over a message with entries left.
+        debug_assert_eq!(message.refcount, 0, "message freed with entries left");
         if message.is_verify_probe() {
             self.verify_pending = self.verify_pending.saturating_sub(1);
         }

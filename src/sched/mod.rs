@@ -3,9 +3,31 @@
 //! It knows messages, the entries (recipient groups) they are split into, the destination
 //! queues those entries wait in, and the transports that own the queues. It takes events with
 //! a `now` (seconds) — a message was read and resolved, a delivery agent is ready, an agent
-//! replied, a timer fired — and answers with [`Action`]s for the event loop to carry out:
-//! connect to a transport, arm a timer, log a warning, finish a message. It never touches a
-//! socket, a file or the clock, so a week of scheduling can be tested in milliseconds.
+//! replied, a notice was sent, a deadline passed — and answers with [`Action`]s for the event
+//! loop to carry out: connect to a transport, ask for a notice, read the next recipient
+//! batch, log a line, remove or defer a queue file. It keeps its own deadlines
+//! ([`Scheduler::poll_timeout`]). It never touches a socket, a file or the clock, so weeks of
+//! scheduling are tested in milliseconds ([`Scheduler::check_invariants`] after every step).
+//!
+//! One file per concern, as the C daemon's src/oqmgr: `message` (qmgr_message.c),
+//! `entry` (qmgr_entry.c), `queue` (qmgr_queue.c), `transport` (qmgr_transport.c), `deliver`
+//! (qmgr_deliver.c), `defer` (qmgr_defer.c), `timer` (qmgr_enable.c and the timers),
+//! [`complete`] (qmgr_active.c's completion), [`feedback`] (qmgr_feedback.c), [`route`]
+//! (qmgr_message.c's resolve and sort helpers).
+//!
+//! A message's life, step by step:
+//!
+//! | step | event loop | scheduler | C daemon |
+//! |---|---|---|---|
+//! | a queue file enters active/ and is read | `daemon::import` | [`Scheduler::add_message`] | qmgr_active_feed, qmgr_message_alloc |
+//! | its recipients are resolved and grouped | trivial-rewrite client | [`Scheduler::assign`] | qmgr_message_resolve, qmgr_message_assign |
+//! | connections for waiting work | [`Action::Connect`] | [`Scheduler::drain`] | qmgr_active_drain, qmgr_transport_select |
+//! | an agent announced itself: the next entry | `daemon::deliver` | [`Scheduler::agent_ready`] | qmgr_transport_event, qmgr_queue_select, qmgr_entry_select, qmgr_deliver |
+//! | the agent's reply | `daemon::deliver` | [`Scheduler::agent_reply_scan`] | qmgr_deliver_update |
+//! | the entry is done; more recipients? | [`Action::ReadRecipients`] | [`Scheduler::batch_read`] | qmgr_entry_done, qmgr_message_realloc |
+//! | no agent: transport or destination dead | [`Action::DeferRecipient`] | [`Scheduler::agent_unavailable`] | qmgr_transport_throttle, qmgr_defer_transport, qmgr_defer_todo |
+//! | back-off over | (poll timeout) | [`Scheduler::handle_timeout`] | qmgr_transport_unthrottle_wrapper, qmgr_queue_unthrottle_wrapper |
+//! | last entry done: notices, then unlink or defer | [`Action::Notify`], [`Action::Remove`], [`Action::MoveToDeferred`] | [`complete`] | qmgr_active_done and its continuations |
 //!
 //! The strategies are Postfix's oqmgr's: round-robin over transports and over the destinations
 //! of a transport, per-destination concurrency windows with slow start and feedback
@@ -257,6 +279,35 @@ use transport::Transport;
 pub type LimitsLookup = Box<dyn Fn(&[u8]) -> TransportParams>;
 
 /// The active queue.
+///
+/// # Calling contract
+///
+/// The scheduler is driven by the event loop, which owns the clock and all I/O, in the manner
+/// of `quinn_proto::Connection`:
+///
+/// - **Inputs**, each with the loop's `now` (seconds since the epoch) where time matters:
+///   messages ([`add_message`](Self::add_message), then [`assign`](Self::assign) once their
+///   recipients are routed), agents ([`agent_ready`](Self::agent_ready),
+///   [`agent_unavailable`](Self::agent_unavailable), [`request_failed`](Self::request_failed),
+///   [`agent_reply_scan`](Self::agent_reply_scan)), results of earlier actions
+///   ([`recorded`](Self::recorded), [`bounce_log_checked`](Self::bounce_log_checked),
+///   [`queue_file_checked`](Self::queue_file_checked), [`notice_done`](Self::notice_done),
+///   [`batch_read`](Self::batch_read), [`batch_unreadable`](Self::batch_unreadable)),
+///   triggers ([`revive_all`](Self::revive_all)) and time
+///   ([`handle_timeout`](Self::handle_timeout)).
+/// - **Outputs**: after any input, [`take_actions`](Self::take_actions) until it is empty,
+///   carrying the actions out in order (an action's result may be reported at once, from
+///   within that loop, or later). Once per loop pass, [`drain`](Self::drain) asks for the
+///   connections that waiting work needs. Before sleeping,
+///   [`poll_timeout`](Self::poll_timeout) says when to call
+///   [`handle_timeout`](Self::handle_timeout) at the latest.
+/// - **Pairing**: every [`Action::Connect`] is answered once, by `agent_ready` or
+///   `agent_unavailable`; every delivery `agent_ready` hands out ends in `agent_reply_scan`
+///   or `request_failed`; every action that asks a question (`CheckBounceLog`,
+///   `CheckQueueFile`, `Notify`, `ReadRecipients`) is answered once by its result call.
+///   Answers out of turn are ignored (and assert in debug builds).
+/// - After [`Action::Remove`], [`Action::MoveToDeferred`] or [`Action::Corrupt`] the message
+///   is forgotten: its [`MessageRef`] is stale and any later input for it is ignored.
 pub struct Scheduler {
     cfg: SchedConfig,
     limits: LimitsLookup,
@@ -278,6 +329,7 @@ pub struct Scheduler {
     deadlines: timer::Deadlines,
 }
 
+/// A DSN with only a status and a reason (Postfix's DSN_SIMPLE).
 fn simple_dsn(status: &str, reason: &[u8]) -> Dsn {
     Dsn {
         status: status.as_bytes().to_vec(),
@@ -286,7 +338,7 @@ fn simple_dsn(status: &str, reason: &[u8]) -> Dsn {
     }
 }
 
-/// The `retry`/`error` queue name for a DSN: `"<status> <reason>"`.
+/// The `retry`/`error` queue name for a DSN: `"<status> <reason>"` (qmgr_error_nexthop).
 fn error_nexthop(dsn: &Dsn) -> Vec<u8> {
     let mut n = dsn.status.clone();
     n.push(b' ');

@@ -69,7 +69,7 @@ impl Route {
     }
 }
 
-/// The address up to its last `@`.
+/// The address up to its last `@` (the local part qmgr_message_assign keys on).
 pub fn local_part(address: &[u8]) -> &[u8] {
     match memchr::memrchr(b'@', address) {
         Some(i) => &address[..i],
@@ -77,7 +77,7 @@ pub fn local_part(address: &[u8]) -> &[u8] {
     }
 }
 
-/// The address after its last `@`, if it has one.
+/// The address after its last `@`, if it has one (the domain the recipient sort keys on).
 pub fn domain(address: &[u8]) -> Option<&[u8]> {
     memchr::memrchr(b'@', address).map(|i| &address[i + 1..])
 }
@@ -112,7 +112,7 @@ pub fn strip_extension<'a>(
 
 /// The destination queue's name: the next hop, or for transports that deliver one recipient
 /// at a time (other than error/retry) `user@nexthop`, so that each mailbox gets its own
-/// concurrency window. Lower-cased.
+/// concurrency window. Lower-cased (qmgr_message_assign's queue name).
 pub fn queue_name(
     transport: &[u8],
     recipient_limit: i32,
@@ -141,7 +141,7 @@ pub fn queue_name(
 }
 
 /// Recipient order within a destination: by domain (addresses without `@` last), then by the
-/// whole address, both case-insensitively.
+/// whole address, both case-insensitively (qmgr_message_sort_compare).
 pub fn compare_addresses(a: &[u8], b: &[u8]) -> Ordering {
     let ci = |x: &[u8], y: &[u8]| {
         x.iter()
@@ -158,7 +158,8 @@ pub fn compare_addresses(a: &[u8], b: &[u8]) -> Ordering {
 }
 
 /// The VERP sender for one recipient: `prefix@origin` becomes
-/// `prefix<d1>user<d2>domain@origin`, using the original recipient when there is one.
+/// `prefix<d1>user<d2>domain@origin`, using the original recipient when there is one
+/// (Postfix's verp_sender).
 pub fn verp_sender(delimiters: &[u8], sender: &[u8], recipient: &Recipient) -> Vec<u8> {
     let rcpt = if recipient.original.is_empty() {
         &recipient.address
@@ -187,7 +188,8 @@ pub fn verp_sender(delimiters: &[u8], sender: &[u8], recipient: &Recipient) -> V
     out
 }
 
-/// An RFC 3463 status code `[245].d{1,3}.d{1,3}` (optionally followed by white space).
+/// An RFC 3463 status code `[245].d{1,3}.d{1,3}` (optionally followed by white space), as
+/// Postfix's dsn_valid.
 pub fn dsn_valid(status: &[u8]) -> bool {
     let digits = |s: &[u8]| s.iter().take_while(|c| c.is_ascii_digit()).count();
     let [class, b'.', rest @ ..] = status else {

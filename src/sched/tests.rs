@@ -1043,3 +1043,373 @@ fn moving_a_large_messages_waiting_mail_to_retry_reads_its_next_batch() {
     assert_eq!(batch_reads(&actions), vec![list], "{actions:?}");
     assert!(!batch_reads(&actions).contains(&one));
 }
+
+// The completion chain on the virtual clock: what the event loop is asked to do once a
+// message's last delivery is done, and how its answers steer the rest.
+
+const NOW: u64 = 1_000_000;
+
+/// A message of one recipient whose delivery got `reply`; the actions up to the first
+/// question of its completion (the bounce log).
+fn delivered_once(s: &mut Scheduler, env: Envelope, reply: DeliveryReply) -> MessageRef {
+    let (m, _) = s.add_message(b"C1".to_vec(), env, Timeval::default(), 0);
+    s.assign(NOW, m, vec![smtp_route("a@d1.lab")]);
+    s.drain();
+    let t = transport_of(&s.take_actions(), "smtp").unwrap();
+    let (e, _) = s.agent_ready(NOW, t).unwrap();
+    s.agent_reply(NOW, e, Some(&reply));
+    let actions = s.take_actions();
+    assert_eq!(done_messages(&actions), vec![m], "{actions:?}");
+    m
+}
+
+/// A scheduler whose entries never ask for the next batch themselves.
+fn no_refill() -> Scheduler {
+    let cfg = SchedConfig {
+        refill_below: 0,
+        ..SchedConfig::default()
+    };
+    Scheduler::new(cfg, limits_with(5, 20, 50))
+}
+
+fn young(sender: &str) -> Envelope {
+    Envelope {
+        create_time: NOW as i64 - 2000,
+        ..envelope(sender)
+    }
+}
+
+fn notice(actions: &[Action]) -> Option<(NoticeService, crate::proto::bounce::BounceCommand, u32)> {
+    actions.iter().find_map(|a| match a {
+        Action::Notify {
+            service, request, ..
+        } => Some((*service, request.command, request.flags)),
+        _ => None,
+    })
+}
+
+fn ending(actions: &[Action]) -> Option<&Action> {
+    actions.iter().find(|a| {
+        matches!(
+            a,
+            Action::Remove { .. } | Action::MoveToDeferred { .. } | Action::Corrupt { .. }
+        )
+    })
+}
+
+#[test]
+fn delivered_mail_is_removed_after_the_bounce_log_check() {
+    let mut s = sched();
+    let m = delivered_once(&mut s, young("s@x"), ok_reply());
+    s.bounce_log_checked(NOW, m, false);
+    let actions = s.take_actions();
+    assert_eq!(
+        actions,
+        vec![Action::Remove {
+            queue_id: b"C1".to_vec()
+        }]
+    );
+    assert_eq!(s.message_count(), 0, "forgotten");
+}
+
+#[test]
+fn a_bounce_log_gets_one_bounce_notice_and_a_failed_one_defers_the_mail() {
+    use crate::proto::bounce::{bounce_flags, BounceCommand};
+    let mut s = sched();
+    let m = delivered_once(&mut s, young("s@x"), ok_reply());
+    s.bounce_log_checked(NOW, m, true);
+    let actions = s.take_actions();
+    assert_eq!(
+        notice(&actions),
+        Some((
+            NoticeService::Bounce,
+            BounceCommand::Flush,
+            bounce_flags::KEEP
+        ))
+    );
+    assert_eq!(ending(&actions), None, "waits for the notice");
+    s.notice_done(NOW, m, -1);
+    let actions = s.take_actions();
+    assert_eq!(
+        actions[0],
+        Action::Info("C1: status=deferred (bounce failed)".into())
+    );
+    // Deferred now: the file is checked (an agent may have marked it corrupt), then it goes
+    // back to deferred/ with the back-off of its age (2000 s).
+    assert!(matches!(actions[1], Action::CheckQueueFile { .. }));
+    s.queue_file_checked(NOW, m, true);
+    assert_eq!(
+        s.take_actions(),
+        vec![Action::MoveToDeferred {
+            queue_id: b"C1".to_vec(),
+            until: NOW + 2000
+        }]
+    );
+}
+
+#[test]
+fn deferred_mail_backs_off_by_its_age_between_the_bounds() {
+    for (age, backoff) in [(10, 300), (2000, 2000), (100_000, 4000)] {
+        let mut s = sched();
+        let env = Envelope {
+            create_time: NOW as i64 - age,
+            ..envelope("s@x")
+        };
+        let m = delivered_once(&mut s, env, defer_reply("4.4.1", "refused"));
+        s.bounce_log_checked(NOW, m, false);
+        s.take_actions();
+        s.queue_file_checked(NOW, m, true);
+        assert_eq!(
+            ending(&s.take_actions()),
+            Some(&Action::MoveToDeferred {
+                queue_id: b"C1".to_vec(),
+                until: NOW + backoff
+            }),
+            "age {age}"
+        );
+    }
+}
+
+#[test]
+fn a_file_an_agent_marked_corrupt_goes_to_corrupt() {
+    let mut s = sched();
+    let m = delivered_once(&mut s, young("s@x"), defer_reply("", ""));
+    s.bounce_log_checked(NOW, m, false);
+    s.take_actions();
+    s.queue_file_checked(NOW, m, false);
+    assert_eq!(
+        s.take_actions(),
+        vec![Action::Corrupt {
+            queue_id: b"C1".to_vec()
+        }]
+    );
+    assert_eq!(s.message_count(), 0);
+}
+
+#[test]
+fn mail_older_than_its_lifetime_is_returned_once_and_removed() {
+    use crate::proto::bounce::{bounce_flags, BounceCommand};
+    let lifetime = SchedConfig::default().lifetimes.max_queue_lifetime;
+    let env = Envelope {
+        create_time: (NOW - lifetime) as i64,
+        ..envelope("s@x")
+    };
+    let mut s = sched();
+    let m = delivered_once(&mut s, env, defer_reply("4.4.1", "refused"));
+    s.bounce_log_checked(NOW, m, false);
+    s.take_actions();
+    s.queue_file_checked(NOW, m, true);
+    let actions = s.take_actions();
+    assert_eq!(
+        actions[0],
+        Action::Info("C1: from=<s@x>, status=expired, returned to sender".into())
+    );
+    assert_eq!(
+        notice(&actions),
+        Some((
+            NoticeService::Defer,
+            BounceCommand::Flush,
+            bounce_flags::DELRCPT
+        ))
+    );
+    s.notice_done(NOW, m, 0);
+    assert_eq!(
+        s.take_actions(),
+        vec![Action::Remove {
+            queue_id: b"C1".to_vec()
+        }],
+        "returned: nothing left to deliver"
+    );
+
+    // A second younger by one second is not returned; a failed return stays deferred.
+    let env = Envelope {
+        create_time: (NOW - lifetime + 1) as i64,
+        ..envelope("s@x")
+    };
+    let mut s = sched();
+    let m = delivered_once(&mut s, env, defer_reply("4.4.1", "refused"));
+    s.bounce_log_checked(NOW, m, false);
+    s.take_actions();
+    s.queue_file_checked(NOW, m, true);
+    assert!(matches!(
+        ending(&s.take_actions()),
+        Some(Action::MoveToDeferred { .. })
+    ));
+}
+
+#[test]
+fn bounces_expire_after_bounce_queue_lifetime() {
+    let cfg = SchedConfig {
+        lifetimes: complete::Lifetimes {
+            bounce_queue_lifetime: 3600,
+            ..SchedConfig::default().lifetimes
+        },
+        ..SchedConfig::default()
+    };
+    let env = Envelope {
+        create_time: NOW as i64 - 3600,
+        ..envelope("")
+    };
+    let mut s = Scheduler::new(cfg, limits_with(5, 20, 50));
+    let m = delivered_once(&mut s, env, defer_reply("4.4.1", "refused"));
+    s.bounce_log_checked(NOW, m, false);
+    s.take_actions();
+    s.queue_file_checked(NOW, m, true);
+    let actions = s.take_actions();
+    assert_eq!(
+        actions[0],
+        Action::Info("C1: from=<>, status=expired, returned to sender".into())
+    );
+    s.notice_done(NOW, m, -1);
+    let actions = s.take_actions();
+    assert_eq!(
+        actions[0],
+        Action::Info("C1: status=deferred (bounce failed)".into())
+    );
+    assert!(matches!(actions[1], Action::MoveToDeferred { .. }));
+}
+
+#[test]
+fn the_delay_warning_goes_out_once_when_due_and_is_marked_in_the_file() {
+    use crate::proto::bounce::{bounce_flags, BounceCommand};
+    use crate::queue::envelope::WarnRecord;
+    let warned = |warn_time: i64| Envelope {
+        warn: Some(WarnRecord {
+            offset: 77,
+            time: warn_time,
+        }),
+        ..young("s@x")
+    };
+    // Not yet due (two seconds early): straight back to deferred/.
+    let mut s = sched();
+    let m = delivered_once(&mut s, warned(NOW as i64 + 2), defer_reply("", ""));
+    s.bounce_log_checked(NOW, m, false);
+    s.take_actions();
+    s.queue_file_checked(NOW, m, true);
+    assert!(notice(&s.take_actions()).is_none());
+    // Due from one second early: the warning, then the W record marked sent.
+    let mut s = sched();
+    let m = delivered_once(&mut s, warned(NOW as i64 + 1), defer_reply("", ""));
+    s.bounce_log_checked(NOW, m, false);
+    s.take_actions();
+    s.queue_file_checked(NOW, m, true);
+    assert_eq!(
+        notice(&s.take_actions()),
+        Some((
+            NoticeService::Defer,
+            BounceCommand::Warn,
+            bounce_flags::KEEP
+        ))
+    );
+    s.notice_done(NOW, m, 0);
+    let actions = s.take_actions();
+    assert_eq!(
+        actions[0],
+        Action::Patch {
+            queue_id: b"C1".to_vec(),
+            patch: crate::queue::record::Patch::delay_warning_sent(77)
+        }
+    );
+    assert!(matches!(actions[1], Action::MoveToDeferred { .. }));
+    // A failed warning is not marked: the next stay tries again.
+    let mut s = sched();
+    let m = delivered_once(&mut s, warned(NOW as i64), defer_reply("", ""));
+    s.bounce_log_checked(NOW, m, false);
+    s.take_actions();
+    s.queue_file_checked(NOW, m, true);
+    s.take_actions();
+    s.notice_done(NOW, m, -1);
+    let actions = s.take_actions();
+    assert_eq!(
+        actions[0],
+        Action::Info("C1: status=deferred (delay warning failed)".into())
+    );
+    assert!(!actions.iter().any(|a| matches!(a, Action::Patch { .. })));
+}
+
+#[test]
+fn a_recorded_delivery_is_traced_after_the_last_batch_and_the_record_killed() {
+    use crate::proto::bounce::BounceCommand;
+    let env = Envelope {
+        trace_flags: request_flags::RECORD as i32,
+        trace_flags_offset: Some(99),
+        resume_offset: Some(4096),
+        ..young("s@x")
+    };
+    // Many recipients in memory: no refill when the entry is done, the completion reads.
+    let mut s = no_refill();
+    let m = delivered_once(&mut s, env, ok_reply());
+    // More recipients in the file come first (qmgr_active_done_2_generic).
+    s.bounce_log_checked(NOW, m, false);
+    let actions = s.take_actions();
+    assert_eq!(batch_reads(&actions), vec![m]);
+    assert!(notice(&actions).is_none());
+    s.batch_read(m, None);
+    s.assign(NOW, m, Vec::new());
+    // The chain starts over with the batch done: now the trace.
+    let actions = s.take_actions();
+    assert_eq!(done_messages(&actions), vec![m]);
+    s.bounce_log_checked(NOW, m, false);
+    let actions = s.take_actions();
+    let (service, command, _) = notice(&actions).unwrap();
+    assert_eq!(
+        (service, command),
+        (NoticeService::Trace, BounceCommand::Trace)
+    );
+    s.notice_done(NOW, m, 0);
+    assert_eq!(
+        s.take_actions(),
+        vec![
+            Action::Patch {
+                queue_id: b"C1".to_vec(),
+                patch: crate::queue::record::Patch::kill_record(99)
+            },
+            Action::Remove {
+                queue_id: b"C1".to_vec()
+            }
+        ]
+    );
+}
+
+#[test]
+fn a_batch_the_completion_cannot_read_sends_the_file_to_corrupt() {
+    let env = Envelope {
+        resume_offset: Some(4096),
+        ..young("s@x")
+    };
+    let mut s = no_refill();
+    let m = delivered_once(&mut s, env, ok_reply());
+    s.bounce_log_checked(NOW, m, false);
+    assert_eq!(batch_reads(&s.take_actions()), vec![m]);
+    s.batch_unreadable(NOW, m);
+    assert_eq!(
+        s.take_actions(),
+        vec![Action::Corrupt {
+            queue_id: b"C1".to_vec()
+        }]
+    );
+}
+
+#[test]
+fn a_force_expired_message_with_a_defer_log_is_returned_without_deliveries() {
+    let mut s = sched();
+    let (m, recipients) = s.add_message(
+        b"C1".to_vec(),
+        young("s@x"),
+        Timeval::default(),
+        message_flags::FORCE_EXPIRE,
+    );
+    assert!(recipients.is_empty());
+    s.expire_now(NOW, m);
+    assert_eq!(done_messages(&s.take_actions()), vec![m]);
+    s.bounce_log_checked(NOW, m, false);
+    assert!(matches!(
+        s.take_actions()[..],
+        [Action::CheckQueueFile { .. }]
+    ));
+    s.queue_file_checked(NOW, m, true);
+    assert_eq!(
+        s.take_actions()[0],
+        Action::Info("C1: from=<s@x>, status=force-expired, returned to sender".into())
+    );
+}

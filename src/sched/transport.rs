@@ -104,6 +104,7 @@ impl Scheduler {
     /// transport_retry_time and its waiting mail goes to `retry`.
     pub fn agent_unavailable(&mut self, now: u64, t: TransportRef) {
         if let Some(x) = self.transports.get_mut(t.0) {
+            debug_assert!(x.pending > 0, "agent_unavailable without a Connect");
             x.pending = x.pending.saturating_sub(1);
         }
         let dsn = simple_dsn("4.3.0", b"mail transport unavailable");
