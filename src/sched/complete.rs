@@ -405,7 +405,7 @@ impl Scheduler {
         self.actions.push(Action::Notify {
             message: m,
             service,
-            request,
+            request: Box::new(request),
         });
     }
 

@@ -32,12 +32,7 @@ impl Scheduler {
 
     /// All waiting entries of a dead transport go to `retry` (or are deferred on the spot).
     pub(super) fn defer_transport(&mut self, now: u64, t: TransportRef, dsn: &Dsn) {
-        let queues: Vec<DestRef> = self
-            .transports
-            .get(t.0)
-            .map(|x| x.queues.iter().copied().collect())
-            .unwrap_or_default();
-        for q in queues {
+        for q in self.transport_queues(t) {
             self.defer_todo(now, q, dsn);
         }
     }

@@ -248,7 +248,8 @@ pub enum Action {
     Notify {
         message: MessageRef,
         service: NoticeService,
-        request: FlushRequest,
+        /// Boxed: a large request would make every action as large.
+        request: Box<FlushRequest>,
     },
     /// Read the recipient batch that starts at `start` (qmgr_message_realloc): report with
     /// [`Scheduler::batch_read`] (then route the batch and [`Scheduler::assign`] it) or

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use crate::config::transport::TransportParams;
 use crate::proto::dsn::Dsn;
 
 use super::feedback::WindowState;
@@ -76,20 +77,19 @@ impl Scheduler {
         q
     }
 
+    /// The parameters of a queue's transport.
+    fn queue_limits(&self, q: DestRef) -> Option<TransportParams> {
+        let queue = self.queues.get(q.0)?;
+        Some(self.transports.get(queue.transport.0)?.limits.clone())
+    }
+
     /// A delivery without hop trouble: revive a dead destination or grow its window (the
     /// C daemon's qmgr_queue_unthrottle).
     pub(super) fn queue_positive(&mut self, q: DestRef) {
-        let Some(queue) = self.queues.get(q.0) else {
+        let Some(limits) = self.queue_limits(q) else {
             return;
         };
-        let Some(limits) = self
-            .transports
-            .get(queue.transport.0)
-            .map(|t| t.limits.clone())
-        else {
-            return;
-        };
-        if queue.dead() {
+        if self.queues.get(q.0).is_some_and(DestQueue::dead) {
             self.queue_revive(q);
             return;
         }
@@ -161,14 +161,7 @@ impl Scheduler {
     /// A delivery that reported a hop problem: shrink the window or declare the destination
     /// dead (the C daemon's qmgr_queue_throttle).
     pub(super) fn queue_throttle(&mut self, now: u64, q: DestRef, dsn: &Dsn) {
-        let Some(queue) = self.queues.get(q.0) else {
-            return;
-        };
-        let Some(limits) = self
-            .transports
-            .get(queue.transport.0)
-            .map(|t| t.limits.clone())
-        else {
+        let Some(limits) = self.queue_limits(q) else {
             return;
         };
         let min_backoff = self.cfg.min_backoff;

@@ -1072,6 +1072,19 @@ fn no_refill() -> Scheduler {
     Scheduler::new(cfg, limits_with(5, 20, 50))
 }
 
+/// A message whose one delivery was deferred, past the bounce-log and file checks of its
+/// completion (no bounce log, the file usable): the actions that follow are taken next.
+fn deferred_to_the_end(s: &mut Scheduler, env: Envelope, reply: DeliveryReply) -> MessageRef {
+    let m = delivered_once(s, env, reply);
+    s.bounce_log_checked(NOW, m, false);
+    assert!(matches!(
+        s.take_actions()[..],
+        [Action::CheckQueueFile { .. }]
+    ));
+    s.queue_file_checked(NOW, m, true);
+    m
+}
+
 fn young(sender: &str) -> Envelope {
     Envelope {
         create_time: NOW as i64 - 2000,
@@ -1155,10 +1168,7 @@ fn deferred_mail_backs_off_by_its_age_between_the_bounds() {
             create_time: NOW as i64 - age,
             ..envelope("s@x")
         };
-        let m = delivered_once(&mut s, env, defer_reply("4.4.1", "refused"));
-        s.bounce_log_checked(NOW, m, false);
-        s.take_actions();
-        s.queue_file_checked(NOW, m, true);
+        deferred_to_the_end(&mut s, env, defer_reply("4.4.1", "refused"));
         assert_eq!(
             ending(&s.take_actions()),
             Some(&Action::MoveToDeferred {
@@ -1195,10 +1205,7 @@ fn mail_older_than_its_lifetime_is_returned_once_and_removed() {
         ..envelope("s@x")
     };
     let mut s = sched();
-    let m = delivered_once(&mut s, env, defer_reply("4.4.1", "refused"));
-    s.bounce_log_checked(NOW, m, false);
-    s.take_actions();
-    s.queue_file_checked(NOW, m, true);
+    let m = deferred_to_the_end(&mut s, env, defer_reply("4.4.1", "refused"));
     let actions = s.take_actions();
     assert_eq!(
         actions[0],
@@ -1227,10 +1234,7 @@ fn mail_older_than_its_lifetime_is_returned_once_and_removed() {
         ..envelope("s@x")
     };
     let mut s = sched();
-    let m = delivered_once(&mut s, env, defer_reply("4.4.1", "refused"));
-    s.bounce_log_checked(NOW, m, false);
-    s.take_actions();
-    s.queue_file_checked(NOW, m, true);
+    deferred_to_the_end(&mut s, env, defer_reply("4.4.1", "refused"));
     assert!(matches!(
         ending(&s.take_actions()),
         Some(Action::MoveToDeferred { .. })
@@ -1251,10 +1255,7 @@ fn bounces_expire_after_bounce_queue_lifetime() {
         ..envelope("")
     };
     let mut s = Scheduler::new(cfg, limits_with(5, 20, 50));
-    let m = delivered_once(&mut s, env, defer_reply("4.4.1", "refused"));
-    s.bounce_log_checked(NOW, m, false);
-    s.take_actions();
-    s.queue_file_checked(NOW, m, true);
+    let m = deferred_to_the_end(&mut s, env, defer_reply("4.4.1", "refused"));
     let actions = s.take_actions();
     assert_eq!(
         actions[0],
@@ -1282,17 +1283,11 @@ fn the_delay_warning_goes_out_once_when_due_and_is_marked_in_the_file() {
     };
     // Not yet due (two seconds early): straight back to deferred/.
     let mut s = sched();
-    let m = delivered_once(&mut s, warned(NOW as i64 + 2), defer_reply("", ""));
-    s.bounce_log_checked(NOW, m, false);
-    s.take_actions();
-    s.queue_file_checked(NOW, m, true);
+    deferred_to_the_end(&mut s, warned(NOW as i64 + 2), defer_reply("", ""));
     assert!(notice(&s.take_actions()).is_none());
     // Due from one second early: the warning, then the W record marked sent.
     let mut s = sched();
-    let m = delivered_once(&mut s, warned(NOW as i64 + 1), defer_reply("", ""));
-    s.bounce_log_checked(NOW, m, false);
-    s.take_actions();
-    s.queue_file_checked(NOW, m, true);
+    let m = deferred_to_the_end(&mut s, warned(NOW as i64 + 1), defer_reply("", ""));
     assert_eq!(
         notice(&s.take_actions()),
         Some((
@@ -1313,10 +1308,7 @@ fn the_delay_warning_goes_out_once_when_due_and_is_marked_in_the_file() {
     assert!(matches!(actions[1], Action::MoveToDeferred { .. }));
     // A failed warning is not marked: the next stay tries again.
     let mut s = sched();
-    let m = delivered_once(&mut s, warned(NOW as i64), defer_reply("", ""));
-    s.bounce_log_checked(NOW, m, false);
-    s.take_actions();
-    s.queue_file_checked(NOW, m, true);
+    let m = deferred_to_the_end(&mut s, warned(NOW as i64), defer_reply("", ""));
     s.take_actions();
     s.notice_done(NOW, m, -1);
     let actions = s.take_actions();

@@ -115,12 +115,7 @@ impl Scheduler {
             if self.transports.get(t.0).is_some_and(|x| x.dead) {
                 self.transport_revive(t);
             }
-            let queues: Vec<DestRef> = self
-                .transports
-                .get(t.0)
-                .map(|x| x.queues.iter().copied().collect())
-                .unwrap_or_default();
-            for q in queues {
+            for q in self.transport_queues(t) {
                 self.queue_revive(q);
                 self.queue_maybe_done(q);
             }

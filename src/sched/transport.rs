@@ -143,4 +143,12 @@ impl Scheduler {
             x.rate_lock = false;
         }
     }
+
+    /// A transport's destination queues, in round-robin order.
+    pub(super) fn transport_queues(&self, t: TransportRef) -> Vec<DestRef> {
+        self.transports
+            .get(t.0)
+            .map(|x| x.queues.iter().copied().collect())
+            .unwrap_or_default()
+    }
 }
