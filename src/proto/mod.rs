@@ -14,4 +14,5 @@ pub mod msg_stats;
 pub mod protocol;
 pub mod recipient;
 pub mod rewrite;
+pub mod status;
 pub mod verify;

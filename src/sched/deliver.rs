@@ -193,6 +193,13 @@ impl Scheduler {
             return;
         };
         let crashed = status.is_none();
+        if let Some(x) = self.transports.get_mut(t.0) {
+            match status {
+                Some(0) => x.counts.ok += 1,
+                Some(_) => x.counts.deferred += 1,
+                None => x.counts.crashed += 1,
+            }
+        }
         if status != Some(0) {
             if let Some(msg) = self.messages.get_mut(m.0) {
                 msg.deferred = true;

@@ -135,6 +135,7 @@ impl Scheduler {
                     if queue.ready() {
                         queue.state.window = SUSPENDED;
                         queue.timer_seq = queue.timer_seq.wrapping_add(1);
+                        queue.wake_at = now + rate_delay;
                         let timer = Timer::ResumeQueue(q, queue.timer_seq);
                         self.deadlines.arm(now + rate_delay, timer);
                     }

@@ -44,6 +44,7 @@ mod invariants;
 mod message;
 mod queue;
 pub mod route;
+mod status;
 pub use crate::slab;
 mod timer;
 mod transport;

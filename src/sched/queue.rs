@@ -26,6 +26,8 @@ pub(super) struct DestQueue {
     pub(super) dflags: u32,
     pub(super) clog_time_to_warn: u64,
     pub(super) timer_seq: u32,
+    /// When its revival or resume timer fires (meaningful while dead or suspended).
+    pub(super) wake_at: u64,
 }
 
 pub(super) const SUSPENDED: i32 = -1;
@@ -68,6 +70,7 @@ impl Scheduler {
             dflags: 0,
             clog_time_to_warn: 0,
             timer_seq: 0,
+            wake_at: 0,
         }));
         if let Some(x) = self.transports.get_mut(t.0) {
             // New queues go to the end of the round-robin order, as the C daemon does.
@@ -177,6 +180,7 @@ impl Scheduler {
             queue.dsn = Some(dsn.clone());
             queue.dflags = 0;
             queue.timer_seq = queue.timer_seq.wrapping_add(1);
+            queue.wake_at = now + min_backoff;
             let timer = Timer::ReviveQueue(q, queue.timer_seq);
             self.deadlines.arm(now + min_backoff, timer);
         }

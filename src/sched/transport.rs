@@ -21,6 +21,23 @@ pub(super) struct Transport {
     pub(super) queues: VecDeque<DestRef>,
     pub(super) by_name: HashMap<Vec<u8>, DestRef>,
     pub(super) timer_seq: u32,
+    /// When its revival timer fires (meaningful while dead).
+    pub(super) wake_at: u64,
+    /// Since start, for `oqmgrctl`: deliveries by outcome, failed connections.
+    pub(super) counts: DeliveryCounts,
+}
+
+/// Deliveries of one transport since the queue manager started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct DeliveryCounts {
+    /// The agent reported status 0 (delivered, or bounced with the bounce logged).
+    pub(super) ok: u64,
+    /// The agent reported another status.
+    pub(super) deferred: u64,
+    /// The agent crashed, hung up or sent a malformed reply.
+    pub(super) crashed: u64,
+    /// Connections that failed (agent unavailable).
+    pub(super) unavailable: u64,
 }
 
 /// At most this many connection attempts per transport at once.
@@ -42,6 +59,8 @@ impl Scheduler {
             queues: VecDeque::new(),
             by_name: HashMap::new(),
             timer_seq: 0,
+            wake_at: 0,
+            counts: DeliveryCounts::default(),
         }));
         self.transport_by_name.insert(name.to_vec(), t);
         // New transports are looked at first, as in the C daemon's list.
@@ -106,6 +125,7 @@ impl Scheduler {
         if let Some(x) = self.transports.get_mut(t.0) {
             debug_assert!(x.pending > 0, "agent_unavailable without a Connect");
             x.pending = x.pending.saturating_sub(1);
+            x.counts.unavailable += 1;
         }
         let dsn = simple_dsn("4.3.0", b"mail transport unavailable");
         self.transport_throttle(now, t, &dsn);
@@ -123,6 +143,7 @@ impl Scheduler {
         x.dead = true;
         x.dsn = Some(dsn.clone());
         x.timer_seq = x.timer_seq.wrapping_add(1);
+        x.wake_at = now + retry_time;
         let timer = Timer::ReviveTransport(t, x.timer_seq);
         self.deadlines.arm(now + retry_time, timer);
     }
