@@ -14,6 +14,8 @@
 //! - [`config`]: main.cf parsing, `$name` expansion and the typed parameters oqmgr reads;
 //! - [`master`]: the contract with master(8): options, status, flow tokens and triggers
 //!   (pure), and the descriptors, process set-up and watchdog (I/O);
+//! - [`ctl`]: oqmgrctl(1), the client that asks a running queue manager for its live state
+//!   over the status socket and prints it as a table, JSON or Prometheus metrics;
 //! - [`maillog`]: log lines as Postfix daemons write them, to syslog or postlogd;
 //! - [`slab`] and [`cnum`]: a generational slab, and C's number parsing.
 //!
@@ -24,6 +26,7 @@
 
 pub mod cnum;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod maillog;
 pub mod master;
