@@ -3,8 +3,9 @@
 #   make demo      a private Postfix instance whose queue manager is ours, delivering real mail
 #   make test      every test: unit, property, fake-peer and real-Postfix interop (installs deps)
 #   make bench     ours and Debian's C oqmgr side by side, in one run
-#   make lint      rustfmt check, clippy -D warnings, mandoc -Tlint of the manual page
-#   make install   binary into Postfix's daemon_directory, manual page into section 8
+#   make lint      rustfmt check, clippy -D warnings, mandoc -Tlint of the manual pages
+#   make install   oqmgr into Postfix's daemon_directory, oqmgrctl into its command_directory,
+#                  manual pages into sections 8 and 1
 
 SHELL        := /bin/bash
 CARGO        ?= cargo
@@ -14,7 +15,11 @@ DESTDIR      ?=
 MANDIR       ?= /usr/local/share/man
 # Postfix's daemon_directory (where master(8) finds its daemons); Debian's when postconf is absent.
 DAEMON_DIR   ?= $(shell $(POSTCONF) -h daemon_directory 2>/dev/null || echo /usr/lib/postfix/sbin)
+# Postfix's command_directory (postqueue, postsuper, ...): where oqmgrctl goes.
+COMMAND_DIR  ?= $(shell $(POSTCONF) -h command_directory 2>/dev/null || echo /usr/sbin)
 BIN          := target/release/oqmgr
+CTL_BIN      := target/release/oqmgrctl
+MAN_PAGES    := man/oqmgr.8 man/oqmgrctl.1
 
 .PHONY: all build deps test lint demo bench lab-check install uninstall clean
 
@@ -25,13 +30,15 @@ build:
 
 # Everything the tests need on a fresh machine: Debian's Postfix 3.7 (configured as "No
 # configuration", so that no system mail server starts), mandoc for the manual page check,
-# python3 for the lab harness. Rust crates come from crates.io through cargo itself.
+# python3 for the lab harness, and python3-prometheus-client, the real Prometheus text parser
+# that checks `oqmgrctl metrics`. Rust crates come from crates.io through cargo itself.
 deps:
 	@command -v $(CARGO) >/dev/null || { echo "make: cargo not found: install a Rust toolchain" >&2; exit 1; }
 	@missing=""; \
 	command -v postconf >/dev/null || missing="$$missing postfix"; \
 	command -v mandoc >/dev/null || missing="$$missing mandoc"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
+	/usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || missing="$$missing python3-prometheus-client"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "make: please install:$$missing (as root)" >&2; exit 1; fi; \
 	  echo "make: installing$$missing"; \
@@ -48,8 +55,10 @@ test: deps lint
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets --quiet -- -D warnings
-	@out=$$(mandoc -Tlint -W warning man/oqmgr.8 2>&1); \
-	if [ -n "$$out" ]; then echo "$$out"; echo "make: man/oqmgr.8 is not mandoc -Tlint clean" >&2; exit 1; fi
+	@for page in $(MAN_PAGES); do \
+	  out=$$(mandoc -Tlint -W warning $$page 2>&1); \
+	  if [ -n "$$out" ]; then echo "$$out"; echo "make: $$page is not mandoc -Tlint clean" >&2; exit 1; fi; \
+	done
 
 # A private Postfix instance (own config and spool under /tmp, loopback only, /etc/postfix
 # untouched) whose qmgr service runs our binary: mail in, delivered, log lines and figures.
@@ -67,18 +76,23 @@ lab-check: deps
 # On Debian the C oqmgr owns $(DAEMON_DIR)/oqmgr; divert it (kept as oqmgr.distrib) instead of
 # overwriting a packaged file. Staged installs (DESTDIR) just copy.
 install: build
-	install -d $(DESTDIR)$(DAEMON_DIR) $(DESTDIR)$(MANDIR)/man8
+	install -d $(DESTDIR)$(DAEMON_DIR) $(DESTDIR)$(COMMAND_DIR) $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(MANDIR)/man1
 	@if [ -z "$(DESTDIR)" ] && [ "$(PROGRAM)" = oqmgr ] && command -v dpkg-divert >/dev/null \
 	    && dpkg -S $(DAEMON_DIR)/oqmgr >/dev/null 2>&1; then \
 	  dpkg-divert --local --rename --divert $(DAEMON_DIR)/oqmgr.distrib --add $(DAEMON_DIR)/oqmgr; \
 	fi
 	install -m 0755 $(BIN) $(DESTDIR)$(DAEMON_DIR)/$(PROGRAM)
 	install -m 0644 man/oqmgr.8 $(DESTDIR)$(MANDIR)/man8/oqmgr.8
-	@echo "installed $(DESTDIR)$(DAEMON_DIR)/$(PROGRAM); now set the qmgr row's command to $(PROGRAM)"
+	install -m 0755 $(CTL_BIN) $(DESTDIR)$(COMMAND_DIR)/oqmgrctl
+	install -m 0644 man/oqmgrctl.1 $(DESTDIR)$(MANDIR)/man1/oqmgrctl.1
+	@echo "installed $(DESTDIR)$(DAEMON_DIR)/$(PROGRAM) and $(DESTDIR)$(COMMAND_DIR)/oqmgrctl;"
+	@echo "now set the qmgr row's command to $(PROGRAM)"
 	@echo "in master.cf (see etc/master.cf.oqmgr) and run 'postfix reload'."
 
 uninstall:
 	rm -f $(DESTDIR)$(DAEMON_DIR)/$(PROGRAM) $(DESTDIR)$(MANDIR)/man8/oqmgr.8
+	rm -f $(DESTDIR)$(COMMAND_DIR)/oqmgrctl $(DESTDIR)$(MANDIR)/man1/oqmgrctl.1
 	@if [ -z "$(DESTDIR)" ] && [ "$(PROGRAM)" = oqmgr ] && command -v dpkg-divert >/dev/null \
 	    && dpkg-divert --listpackage $(DAEMON_DIR)/oqmgr 2>/dev/null | grep -q LOCAL; then \
 	  dpkg-divert --local --rename --divert $(DAEMON_DIR)/oqmgr.distrib --remove $(DAEMON_DIR)/oqmgr; \
