@@ -1,0 +1,247 @@
+//! `oqmgrctl` against our queue manager in a real Postfix: a dead destination (connection
+//! refused), a stalled one (a server that accepts and never greets) and normal mail, seen
+//! through `status`, `status --json` and `metrics`; queries during a drain; a refused user.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::lab::{postfix_available, run, tail, value, Lab};
+
+fn oqmgrctl(lab: &Lab, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_oqmgrctl"))
+        .arg("-c")
+        .arg(lab.dir.join("etc"))
+        .args(args)
+        .output()
+        .expect("run oqmgrctl")
+}
+
+fn stdout_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "oqmgrctl failed: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a python3 script on `input` (standard input); its standard output, trimmed.
+fn python(script: &str, input: &str) -> String {
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("python3");
+    assert!(
+        out.status.success(),
+        "python3 failed: {}\n--- input:\n{input}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Files in a queue directory (hashed subdirectories included).
+fn files_in(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                files_in(&path)
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// A TCP port where nothing listens (connection refused).
+fn dead_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A server that accepts SMTP connections and never says a word.
+fn stalled_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in l.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    port
+}
+
+#[test]
+fn oqmgrctl_shows_dead_and_stalled_destinations_as_they_are() {
+    if !postfix_available() {
+        return;
+    }
+    let dead = dead_port();
+    let stalled = stalled_server();
+    let map = format!(
+        "transport_maps=inline:{{{{d1.lab=smtp:[127.0.0.1]:{dead}}},{{d2.lab=smtp:[127.0.0.1]:{stalled}}}}}"
+    );
+    // Window 1: the first refusal is a failed cohort, so d1 is declared dead at once.
+    let lab = Lab::up(&[
+        "--transport",
+        "discard",
+        "--dests",
+        "3",
+        "--set",
+        &map,
+        "--set",
+        "initial_destination_concurrency=1",
+    ]);
+    run(&["inject", &lab.path(), "9"]);
+    // Settled: d1's mail deferred behind its dead destination, d2's deliveries hanging, d3's
+    // delivered.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let json = loop {
+        let json = stdout_ok(&oqmgrctl(&lab, &["status", "--json"]));
+        let state = python(
+            &format!(
+                "import json,sys\n\
+                 d=json.load(sys.stdin)\n\
+                 dead=[x for x in d['destinations'] if x['nexthop']=='[127.0.0.1]:{dead}' and x['dead']]\n\
+                 busy=[x for x in d['destinations'] if x['nexthop']=='[127.0.0.1]:{stalled}' and x['busy']>=1]\n\
+                 print(len(dead), len(busy))"
+            ),
+            &json,
+        );
+        let sent = lab.count(" status=sent ");
+        if state == "1 1" && sent == 3 && files_in(&lab.dir.join("spool/incoming")) == 0 {
+            break json;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never settled: {state}, {sent} sent\n{json}\n{}",
+            tail(&lab.maillog())
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let now = python("import json,sys; print(json.load(sys.stdin)['now'])", &json);
+    let checks = python(
+        &format!(
+            "import json,sys\n\
+             d=json.load(sys.stdin)\n\
+             x=[x for x in d['destinations'] if x['nexthop']=='[127.0.0.1]:{dead}'][0]\n\
+             print(x['dead_until'] > d['now'], 'Connection refused' in x['reason'], d['destinations'][0]['nexthop']==x['nexthop'])\n\
+             print(d['active']['messages'])"
+        ),
+        &json,
+    );
+    let mut lines = checks.lines();
+    assert_eq!(
+        lines.next(),
+        Some("True True True"),
+        "dead_until in the future, the refusal as the reason, listed first (now {now})\n{json}"
+    );
+    let active: usize = lines.next().unwrap_or("").parse().unwrap_or(usize::MAX);
+    assert_eq!(
+        active,
+        files_in(&lab.dir.join("spool/active")),
+        "active.messages is the files in active/\n{json}"
+    );
+    assert!(active >= 1, "d2's stalled mail is active");
+
+    // The table for people: the dead destination first.
+    let table = stdout_ok(&oqmgrctl(&lab, &["status"]));
+    let first_destination = table
+        .lines()
+        .skip_while(|l| !l.contains("DESTINATIONS"))
+        .find(|l| l.contains("[127.0.0.1]:"))
+        .unwrap_or_default();
+    assert!(
+        first_destination.contains(&format!("[127.0.0.1]:{dead}")),
+        "dead destination first:\n{table}"
+    );
+
+    // Metrics parse with a real Prometheus text parser and have the families.
+    let metrics = stdout_ok(&oqmgrctl(&lab, &["metrics"]));
+    let families = python(
+        "import sys\n\
+         from prometheus_client.parser import text_string_to_metric_families\n\
+         print(' '.join(sorted(f.name for f in text_string_to_metric_families(sys.stdin.read()))))",
+        &metrics,
+    );
+    for family in [
+        "oqmgr_active_messages",
+        "oqmgr_active_recipients",
+        "oqmgr_destination_busy",
+        "oqmgr_destination_todo",
+        "oqmgr_destination_window",
+        "oqmgr_destination_dead",
+        "oqmgr_deliveries",
+    ] {
+        assert!(
+            families.split(' ').any(|f| f == family),
+            "no {family} in {families}\n{metrics}"
+        );
+    }
+    // Nothing above made the queue manager complain.
+    let trouble: Vec<String> = lab
+        .qmgr_lines()
+        .into_iter()
+        .filter(|l| l.contains("warning:") || l.contains("fatal:") || l.contains("panic:"))
+        .collect();
+    assert!(trouble.is_empty(), "{trouble:#?}");
+}
+
+#[test]
+fn queries_during_a_drain_change_nothing_and_strangers_are_refused() {
+    if !postfix_available() {
+        return;
+    }
+    let lab = Lab::up(&["--transport", "discard", "--paused"]);
+    let inj = run(&["inject", &lab.path(), "2000"]);
+    let recipients: usize = value(&inj, "recipients").parse().expect("recipients");
+    run(&["wait-incoming", &lab.path(), "2000"]);
+    run(&["release", &lab.path()]);
+    let mut answered = 0;
+    for i in 0..300 {
+        let args: &[&str] = match i % 3 {
+            0 => &["status"],
+            1 => &["status", "--json"],
+            _ => &["metrics"],
+        };
+        if oqmgrctl(&lab, args).status.success() {
+            answered += 1;
+        }
+    }
+    lab.drain();
+    assert!(answered >= 290, "only {answered} of 300 queries answered");
+    lab.assert_all_delivered(2000, recipients);
+
+    // User nobody cannot reach private/: refused plainly, no data.
+    let out = Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(env!("CARGO_BIN_EXE_oqmgrctl"))
+        .arg("-c")
+        .arg(lab.dir.join("etc"))
+        .arg("status")
+        .output()
+        .expect("runuser");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "nobody got an answer");
+    assert!(out.stdout.is_empty(), "nobody got data");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+}
