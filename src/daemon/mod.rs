@@ -1,7 +1,8 @@
 //! The event loop: one mio poll over the trigger listener, master's status socket, the
-//! watchdog's wake-up pipe, the trivial-rewrite connection and every delivery-agent and
-//! bounce/defer/trace connection; timers decide the poll timeout. It owns all I/O and the
-//! clock, feeds the scheduler ([`crate::sched`]) and carries out its actions.
+//! watchdog's wake-up pipe, the trivial-rewrite connection, every delivery-agent and
+//! bounce/defer/trace connection, and `private/oqmgr-status` with its clients; timers decide
+//! the poll timeout. It owns all I/O and the clock, feeds the scheduler ([`crate::sched`]) and
+//! carries out its actions.
 //!
 //! Each iteration mirrors the C daemon's `qmgr_loop`: start deliveries, import at most one
 //! message from the queue scans (incoming and deferred alternate), settle the flow-control
@@ -15,6 +16,7 @@ mod notify;
 mod peers;
 pub mod rewrite;
 mod status_clients;
+mod status_server;
 mod table_watch;
 pub mod timers;
 mod triggers;
@@ -48,8 +50,11 @@ const LISTEN: Token = Token(0);
 const STATUS: Token = Token(1);
 const WATCHDOG: Token = Token(2);
 const REWRITE: Token = Token(3);
+/// The status socket, then its clients at `FIRST_STATUS_CLIENT + slot` (see [`status_server`]).
+const STATUS_SERVER: Token = Token(4);
+const FIRST_STATUS_CLIENT: usize = 16;
 /// Tokens from here on are peer connections: `FIRST_PEER + slot` (see [`peers`]).
-const FIRST_PEER: usize = 16;
+const FIRST_PEER: usize = 32;
 
 /// Seconds since the epoch: the scheduler's clock.
 pub fn now_secs() -> u64 {
@@ -79,6 +84,8 @@ enum TimerKind {
     AgentUnavailable {
         transport: crate::sched::TransportRef,
     },
+    /// A status client's time limit.
+    StatusClient(status_server::ClientId),
 }
 
 /// Everything the daemon owns.
@@ -113,6 +120,8 @@ pub struct Daemon {
     flush_domains: status_clients::FlushDomains,
     /// Lookup tables whose change restarts the process.
     tables: table_watch::TableWatch,
+    /// `private/oqmgr-status` and its clients.
+    status: status_server::StatusServer,
 }
 
 /// How the daemon was started.
@@ -227,12 +236,13 @@ impl Daemon {
             recipient_cap,
             flush_domains: pre_jail.flush_domains,
             tables: pre_jail.tables,
+            status: status_server::StatusServer::new(now),
         };
         daemon.register_master();
+        daemon.open_status_socket();
         daemon.scan_request(INCOMING, scan_flags::SCAN_START);
         daemon.scan_request(DEFERRED, scan_flags::SCAN_START);
-        let delay = daemon.params.queue_run_delay;
-        daemon.arm_after(u64::try_from(delay).unwrap_or(300), TimerKind::DeferredScan);
+        daemon.arm_deferred_scan();
         daemon.watchdog = match Watchdog::create(
             u32::try_from(daemon.params.qmgr_daemon_timeout).unwrap_or(1000),
         ) {
@@ -428,6 +438,10 @@ impl Daemon {
                 }
             }
             REWRITE => self.on_rewrite_ready(now_secs()),
+            STATUS_SERVER => self.on_status_listener(),
+            Token(t) if (FIRST_STATUS_CLIENT..FIRST_PEER).contains(&t) => {
+                self.on_status_client(t - FIRST_STATUS_CLIENT)
+            }
             Token(t) if t >= FIRST_PEER => self.on_peer_ready(t - FIRST_PEER, writable),
             _ => {}
         }
@@ -451,15 +465,22 @@ impl Daemon {
             match kind {
                 TimerKind::DeferredScan => {
                     self.scan_request(DEFERRED, scan_flags::SCAN_START);
-                    let delay = u64::try_from(self.params.queue_run_delay).unwrap_or(300);
-                    self.arm_after(delay, TimerKind::DeferredScan);
+                    self.arm_deferred_scan();
                 }
                 TimerKind::Peer(id, timer) => self.on_peer_timer(id, timer),
                 TimerKind::AgentUnavailable { transport } => {
                     self.agent_unavailable_after_delay(transport)
                 }
+                TimerKind::StatusClient(id) => self.status_client_timeout(id),
             }
         }
+    }
+
+    /// The next periodic scan of deferred/, queue_run_delay from now (remembered for status).
+    fn arm_deferred_scan(&mut self) {
+        let delay = u64::try_from(self.params.queue_run_delay).unwrap_or(300);
+        self.arm_after(delay, TimerKind::DeferredScan);
+        self.status.next_deferred_scan = now_secs() + delay;
     }
 
     fn arm_after(&mut self, secs: u64, kind: TimerKind) -> timers::TimerId {
