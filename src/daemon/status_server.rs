@@ -33,6 +33,9 @@
 //! created after the chroot and privilege drop, relative to the queue directory (the
 //! process's working directory), so a chrooted queue manager serves it inside its jail,
 //! where `<queue_directory>/private/oqmgr-status` is the same file seen from outside.
+//!
+//! The socket outlives the process (an exit does not unlink it): a client that finds it but
+//! has its connection refused knows no queue manager is running; the next one replaces it.
 
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -81,6 +84,8 @@ pub(super) struct StatusServer {
     started: u64,
     /// When the periodic deferred scan runs next (epoch seconds, 0: unknown).
     pub(super) next_deferred_scan: u64,
+    /// The last accept failed (out of descriptors, say): warned once until one succeeds.
+    accept_failing: bool,
 }
 
 impl StatusServer {
@@ -90,6 +95,7 @@ impl StatusServer {
             clients: Slab::default(),
             started,
             next_deferred_scan: 0,
+            accept_failing: false,
         }
     }
 }
@@ -226,7 +232,10 @@ impl Daemon {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _)) => self.add_status_client(stream),
+                Ok((stream, _)) => {
+                    self.status.accept_failing = false;
+                    self.add_status_client(stream);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
                     if matches!(
@@ -234,7 +243,9 @@ impl Daemon {
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
                     ) => {}
                 Err(e) => {
-                    warn!("accept status socket: {}", maillog::strerror(&e));
+                    if !std::mem::replace(&mut self.status.accept_failing, true) {
+                        warn!("accept status socket: {}", maillog::strerror(&e));
+                    }
                     return;
                 }
             }
