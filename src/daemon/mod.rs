@@ -1,7 +1,8 @@
 //! The event loop: one mio poll over the trigger listener, master's status socket, the
-//! watchdog's wake-up pipe, the trivial-rewrite connection and every delivery-agent and
-//! bounce/defer/trace connection; timers decide the poll timeout. It owns all I/O and the
-//! clock, feeds the scheduler ([`crate::sched`]) and carries out its actions.
+//! watchdog's wake-up pipe, the trivial-rewrite connection, every delivery-agent and
+//! bounce/defer/trace connection, and `private/oqmgr-status` with its clients; timers decide
+//! the poll timeout. It owns all I/O and the clock, feeds the scheduler ([`crate::sched`]) and
+//! carries out its actions.
 //!
 //! Each iteration mirrors the C daemon's `qmgr_loop`: start deliveries, import at most one
 //! message from the queue scans (incoming and deferred alternate), settle the flow-control
@@ -15,8 +16,10 @@ mod notify;
 mod peers;
 pub mod rewrite;
 mod status_clients;
+mod status_server;
 mod table_watch;
 pub mod timers;
+mod triggers;
 
 use std::collections::HashMap;
 use std::os::fd::BorrowedFd;
@@ -32,7 +35,6 @@ use crate::config::{Config, Params};
 use crate::maillog;
 use crate::master::fds::{self, MasterChannels};
 use crate::master::options::{DaemonOptions, ServiceType};
-use crate::master::status::Availability;
 use crate::master::watchdog::Watchdog;
 use crate::master::{flow, trigger};
 use crate::queue::file::QueueDir;
@@ -48,8 +50,11 @@ const LISTEN: Token = Token(0);
 const STATUS: Token = Token(1);
 const WATCHDOG: Token = Token(2);
 const REWRITE: Token = Token(3);
+/// The status socket, then its clients at `FIRST_STATUS_CLIENT + slot` (see [`status_server`]).
+const STATUS_SERVER: Token = Token(4);
+const FIRST_STATUS_CLIENT: usize = 16;
 /// Tokens from here on are peer connections: `FIRST_PEER + slot` (see [`peers`]).
-const FIRST_PEER: usize = 16;
+const FIRST_PEER: usize = 32;
 
 /// Seconds since the epoch: the scheduler's clock.
 pub fn now_secs() -> u64 {
@@ -79,19 +84,8 @@ enum TimerKind {
     AgentUnavailable {
         transport: crate::sched::TransportRef,
     },
-}
-
-/// Triggers taken per loop pass before other work gets a turn.
-const TRIGGERS_PER_PASS: usize = 64;
-
-/// What a listener had pending.
-enum NextTrigger {
-    /// Nothing (the listener is drained).
-    Nothing,
-    /// A client that sent nothing in time, or an accept error: no request.
-    Skipped,
-    /// One request (`None`: the read failed; master is still told AVAIL).
-    Read(Option<Vec<u8>>),
+    /// A status client's time limit.
+    StatusClient(status_server::ClientId),
 }
 
 /// Everything the daemon owns.
@@ -126,6 +120,8 @@ pub struct Daemon {
     flush_domains: status_clients::FlushDomains,
     /// Lookup tables whose change restarts the process.
     tables: table_watch::TableWatch,
+    /// `private/oqmgr-status` and its clients.
+    status: status_server::StatusServer,
 }
 
 /// How the daemon was started.
@@ -240,12 +236,13 @@ impl Daemon {
             recipient_cap,
             flush_domains: pre_jail.flush_domains,
             tables: pre_jail.tables,
+            status: status_server::StatusServer::new(now),
         };
         daemon.register_master();
+        daemon.open_status_socket();
         daemon.scan_request(INCOMING, scan_flags::SCAN_START);
         daemon.scan_request(DEFERRED, scan_flags::SCAN_START);
-        let delay = daemon.params.queue_run_delay;
-        daemon.arm_after(u64::try_from(delay).unwrap_or(300), TimerKind::DeferredScan);
+        daemon.arm_deferred_scan();
         daemon.watchdog = match Watchdog::create(
             u32::try_from(daemon.params.qmgr_daemon_timeout).unwrap_or(1000),
         ) {
@@ -441,6 +438,10 @@ impl Daemon {
                 }
             }
             REWRITE => self.on_rewrite_ready(now_secs()),
+            STATUS_SERVER => self.on_status_listener(),
+            Token(t) if (FIRST_STATUS_CLIENT..FIRST_PEER).contains(&t) => {
+                self.on_status_client(t - FIRST_STATUS_CLIENT)
+            }
             Token(t) if t >= FIRST_PEER => self.on_peer_ready(t - FIRST_PEER, writable),
             _ => {}
         }
@@ -450,96 +451,6 @@ impl Daemon {
         // SAFETY: the status descriptor is owned by `self.master` and stays open for as long as
         // the returned borrow (tied to `&self`) lives.
         unsafe { BorrowedFd::borrow_raw(self.master.status_fd()) }
-    }
-
-    /// Triggers on public/qmgr: for each one TAKEN, one read, the requests, AVAIL. Readiness
-    /// is edge-triggered, so everything pending is taken (up to a bound per pass, after which
-    /// the next loop pass continues: a flood of triggers cannot starve deliveries).
-    fn on_trigger(&mut self) {
-        self.trigger_backlog = false;
-        for fd in self.master.listen_fds() {
-            let mut taken = 0;
-            loop {
-                // trigger_server's pre_accept: a changed table ends this process first.
-                if let Some(table) = self.tables.changed() {
-                    info!("table {table} has changed -- restarting");
-                    std::process::exit(0);
-                }
-                if taken == TRIGGERS_PER_PASS {
-                    self.trigger_backlog = true;
-                    break;
-                }
-                match self.next_trigger(fd) {
-                    NextTrigger::Nothing => break,
-                    NextTrigger::Skipped => {}
-                    NextTrigger::Read(bytes) => {
-                        if let Some(bytes) = bytes {
-                            self.service_trigger(&bytes);
-                        }
-                        if self
-                            .master
-                            .notify(self.pid, self.generation, Availability::Avail)
-                            .is_err()
-                        {
-                            self.master_gone = true;
-                        }
-                    }
-                }
-                taken += 1;
-            }
-        }
-    }
-
-    /// One pending trigger from a listener. `Read` has told master TAKEN already.
-    fn next_trigger(&self, fd: std::os::fd::RawFd) -> NextTrigger {
-        let Some(listen) = self.master.listen_fd(fd) else {
-            return NextTrigger::Nothing;
-        };
-        match self.service_type {
-            ServiceType::Fifo => {
-                if !fds::wait_readable(listen, Duration::ZERO) {
-                    return NextTrigger::Nothing;
-                }
-                self.notify_master(Availability::Taken);
-                NextTrigger::Read(fds::read_trigger(listen).ok())
-            }
-            _ => {
-                if !fds::wait_readable(listen, Duration::ZERO) {
-                    return NextTrigger::Nothing;
-                }
-                match fds::accept_trigger(listen, fds::TRIGGER_WAIT) {
-                    Ok(Some(conn)) => {
-                        self.notify_master(Availability::Taken);
-                        NextTrigger::Read(conn.read().ok())
-                    }
-                    Ok(None) => NextTrigger::Skipped,
-                    Err(e) => {
-                        log::error!("{e}");
-                        NextTrigger::Skipped
-                    }
-                }
-            }
-        }
-    }
-
-    fn notify_master(&self, availability: Availability) {
-        let _ = self.master.notify(self.pid, self.generation, availability);
-    }
-
-    fn service_trigger(&mut self, bytes: &[u8]) {
-        if let Some(text) = &self.unexpected_argument {
-            fatal(text);
-        }
-        let req = trigger::parse(bytes);
-        if (req.incoming | req.deferred) & scan_flags::FLUSH_ONCE != 0 {
-            self.sched.revive_all();
-        }
-        if req.incoming != 0 {
-            self.scan_request(INCOMING, req.incoming);
-        }
-        if req.deferred != 0 {
-            self.scan_request(DEFERRED, req.deferred);
-        }
     }
 
     fn fire_timers(&mut self) {
@@ -554,15 +465,22 @@ impl Daemon {
             match kind {
                 TimerKind::DeferredScan => {
                     self.scan_request(DEFERRED, scan_flags::SCAN_START);
-                    let delay = u64::try_from(self.params.queue_run_delay).unwrap_or(300);
-                    self.arm_after(delay, TimerKind::DeferredScan);
+                    self.arm_deferred_scan();
                 }
                 TimerKind::Peer(id, timer) => self.on_peer_timer(id, timer),
                 TimerKind::AgentUnavailable { transport } => {
                     self.agent_unavailable_after_delay(transport)
                 }
+                TimerKind::StatusClient(id) => self.status_client_timeout(id),
             }
         }
+    }
+
+    /// The next periodic scan of deferred/, queue_run_delay from now (remembered for status).
+    fn arm_deferred_scan(&mut self) {
+        let delay = u64::try_from(self.params.queue_run_delay).unwrap_or(300);
+        self.arm_after(delay, TimerKind::DeferredScan);
+        self.status.next_deferred_scan = now_secs() + delay;
     }
 
     fn arm_after(&mut self, secs: u64, kind: TimerKind) -> timers::TimerId {
