@@ -10,6 +10,7 @@ mod agents;
 mod lab;
 mod queue;
 mod rewrite;
+mod status;
 
 use lab::{postfix_available, run, side_by_side_available, tail, value, Lab, C_OQMGR};
 
