@@ -260,3 +260,33 @@ fn queries_during_a_drain_change_nothing_and_strangers_are_refused() {
     assert!(out.stdout.is_empty(), "nobody got data");
     assert!(stderr.contains("permission denied"), "{stderr}");
 }
+
+#[test]
+fn a_chrooted_queue_manager_answers_and_the_c_daemon_is_named_plainly() {
+    if !postfix_available() {
+        return;
+    }
+    let lab = Lab::up(&["--transport", "discard"]);
+    lab.tool("postconf", &["-F", "qmgr/unix/chroot=y"]);
+    run(&["reload", &lab.path()]);
+    run(&["inject", &lab.path(), "20"]);
+    lab.drain();
+    let stats = run(&["stats", &lab.path()]);
+    let pid = value(&stats, "qmgr_pid");
+    let root = std::fs::read_link(format!("/proc/{pid}/root")).expect("qmgr root");
+    assert_eq!(root, lab.dir.join("spool"), "chrooted into queue_directory");
+    let json = stdout_ok(&oqmgrctl(&lab, &["status", "--json"]));
+    assert!(json.contains(&format!("\"pid\":{pid},")), "{json}");
+    drop(lab);
+
+    if !super::lab::side_by_side_available() {
+        return;
+    }
+    // Postfix's C daemon has no status socket: said so, exit status 1, nothing on stdout.
+    let c = Lab::up_as(super::lab::C_OQMGR, &["--transport", "discard"]);
+    let out = oqmgrctl(&c, &["status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(stderr.contains("no queue manager answers"), "{stderr}");
+}
