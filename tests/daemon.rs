@@ -44,24 +44,13 @@ fn now() -> i64 {
     common::queue_dir::unix_now()
 }
 
-/// Waits until the message is in `queue`, with diagnostics on failure.
-fn expect_in(w: &World, id: &str, queue: &str) {
-    let found = common::wait_until(T, || w.dir.queue_of(id).as_deref() == Some(queue));
-    assert!(
-        found,
-        "{id} not in {queue} (in {:?})\n{}",
-        w.dir.queue_of(id),
-        w.diagnostics()
-    );
-}
-
 #[test]
 fn deferred_mail_goes_to_deferred_with_the_minimal_backoff_time() {
     let mut w = World::new();
     w.add_agent("smtp", Behaviour::DeferPerRecipient);
     let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
     w.start();
-    expect_in(&w, &id, "deferred");
+    w.expect_in(&id, Some("deferred"));
     let mtime = w.dir.mtime("deferred", &id).unwrap();
     let expected = now() + 300;
     assert!(
@@ -82,7 +71,7 @@ fn an_agent_that_crashes_or_babbles_defers_the_mail_and_nothing_is_lost() {
         let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
         w.start();
         w.expect_log("warning: private/smtp socket: malformed response", T);
-        expect_in(&w, &id, "deferred");
+        w.expect_in(&id, Some("deferred"));
         // attr_scan is quiet about a close between lists, and names a reply cut off inside
         // a field (the garbage has no NUL) before the queue manager's own line.
         let cut = w.postlog.matching(
@@ -105,7 +94,7 @@ fn agents_that_crash_only_defer_their_mail_and_every_message_is_tried() {
         .collect();
     w.start();
     for id in &ids {
-        expect_in(&w, id, "deferred");
+        w.expect_in(id, Some("deferred"));
     }
     assert_eq!(w.agent("smtp").requests().len(), 12, "{}", w.diagnostics());
     assert!(
@@ -139,11 +128,11 @@ fn a_missing_transport_is_deferred_through_retry() {
     assert!(w.agent("retry").wait_requests(1, T), "{}", w.diagnostics());
     let req = &w.agent("retry").requests()[0];
     assert_eq!(req.nexthop, b"4.3.0 mail transport unavailable");
-    expect_in(&w, &id, "deferred");
+    w.expect_in(&id, Some("deferred"));
     // While it is dead, the next message makes no attempt to reach it.
     let id2 = w.drop_message("sender@src.lab", &["b@d1.lab"]);
     w.master().trigger(b"W").unwrap();
-    expect_in(&w, &id2, "deferred");
+    w.expect_in(&id2, Some("deferred"));
     let attempts = w
         .postlog
         .matching("connect to transport private/nosuch")
@@ -165,8 +154,8 @@ fn a_dead_destination_parks_its_mail_behind_retry() {
     let a = w.drop_message("sender@src.lab", &["a@d1.lab"]);
     let b = w.drop_message("sender@src.lab", &["b@d1.lab"]);
     w.start();
-    expect_in(&w, &a, "deferred");
-    expect_in(&w, &b, "deferred");
+    w.expect_in(&a, Some("deferred"));
+    w.expect_in(&b, Some("deferred"));
     assert_eq!(
         w.agent("smtp").requests().len(),
         1,
@@ -196,7 +185,7 @@ fn a_corrupt_file_is_saved_in_corrupt() {
         ),
         T,
     );
-    expect_in(&w, &id, "corrupt");
+    w.expect_in(&id, Some("corrupt"));
 }
 
 #[test]
@@ -267,7 +256,7 @@ fn a_locked_file_is_skipped_and_retried_later() {
     );
     w.start();
     w.expect_log(&format!("{id}: skipped, still being delivered"), T);
-    expect_in(&w, &id, "incoming");
+    w.expect_in(&id, Some("incoming"));
     let mtime = w.dir.mtime("incoming", &id).unwrap();
     assert!(mtime >= now() + 55, "not before +60 s");
 }

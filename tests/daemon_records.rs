@@ -77,16 +77,6 @@ fn appends(requests: &[BounceRequest]) -> Vec<oqmgr::proto::bounce::AppendReques
         .collect()
 }
 
-fn expect_in(w: &World, id: &str, queue: Option<&str>) {
-    let found = common::wait_until(T, || w.dir.queue_of(id).as_deref() == queue);
-    assert!(
-        found,
-        "{id} not in {queue:?} (in {:?})\n{}",
-        w.dir.queue_of(id),
-        w.diagnostics()
-    );
-}
-
 #[test]
 fn a_probe_deferred_without_any_transport_updates_verify_instead_of_defer() {
     let mut w = World::new();
@@ -161,7 +151,7 @@ fn a_failing_verify_service_defers_the_probe_with_cs_warning() {
     let id = drop_traced(&w, "double-bounce@src.lab", &["a@d1.lab"], MTA_VRFY);
     w.start();
     w.expect_log(&format!("warning: {id}: verify service failure"), T);
-    expect_in(&w, &id, Some("deferred"));
+    w.expect_in(&id, Some("deferred"));
     assert!(w
         .postlog
         .dump()
@@ -200,7 +190,7 @@ fn a_failing_trace_service_defers_a_sendmail_bv_message() {
     let id = drop_traced(&w, "user@src.lab", &["a@d1.lab"], USR_VRFY);
     w.start();
     w.expect_log(&format!("warning: {id}: trace service failure"), T);
-    expect_in(&w, &id, Some("deferred"));
+    w.expect_in(&id, Some("deferred"));
 }
 
 #[test]
@@ -214,7 +204,7 @@ fn sendmail_v_records_the_deferral_in_defer_and_trace() {
         "a@d1.lab",
         "dsn=4.3.0, status=deferred (mail transport unavailable)",
     );
-    expect_in(&w, &id, Some("deferred"));
+    w.expect_in(&id, Some("deferred"));
     let deferred = appends(&w.defer.requests());
     assert_eq!(deferred.len(), 1);
     assert_eq!(deferred[0].flags, RECORD);
@@ -231,7 +221,7 @@ fn fast_flush_domains_get_a_flush_add_for_deferred_recipients() {
     let flush = FakeService::flush(&w.dir.public("flush"));
     let id = w.drop_message("sender@src.lab", &["a@d1.lab", "b@mx.d1.lab", "c@d2.lab"]);
     w.start();
-    expect_in(&w, &id, Some("deferred"));
+    w.expect_in(&id, Some("deferred"));
     let mut adds = flush_adds(&flush);
     adds.sort_by(|a, b| a.site.cmp(&b.site));
     assert_eq!(
@@ -262,7 +252,7 @@ fn a_failing_flush_service_is_warned_about_and_the_mail_stays_deferred() {
         T,
     );
     w.expect_log(&format!("warning: {id}: flush service failure"), T);
-    expect_in(&w, &id, Some("deferred"));
+    w.expect_in(&id, Some("deferred"));
 
     // A flush service that answers with a failure status.
     let mut w = World::with_params(&[("fast_flush_domains", "d1.lab")]);
@@ -271,7 +261,7 @@ fn a_failing_flush_service_is_warned_about_and_the_mail_stays_deferred() {
     let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
     w.start();
     w.expect_log(&format!("warning: {id}: flush service failure"), T);
-    expect_in(&w, &id, Some("deferred"));
+    w.expect_in(&id, Some("deferred"));
 }
 
 #[test]
@@ -282,7 +272,7 @@ fn a_failing_defer_service_is_warned_about_and_the_mail_stays_deferred() {
     w.start();
     w.expect_log(&format!("warning: {id}: defer service failure"), T);
     w.expect_log(&format!("{id}: to=<a@d1.lab>, relay=none"), T);
-    expect_in(&w, &id, Some("deferred"));
+    w.expect_in(&id, Some("deferred"));
 }
 
 #[test]
@@ -348,7 +338,7 @@ fn a_double_bounce_whose_record_fails_is_deferred_not_discarded() {
         )),
         "{line}"
     );
-    expect_in(&w, &id, Some("deferred"));
+    w.expect_in(&id, Some("deferred"));
     let deferred = appends(&w.defer.requests());
     assert_eq!(deferred.len(), 1);
     assert_eq!(deferred[0].dsn.status, b"4.3.0");
@@ -368,7 +358,7 @@ fn a_defer_service_slower_than_qmgr_ipc_timeout_is_given_up_on() {
         T,
     );
     w.expect_log(&format!("warning: {id}: defer service failure"), T);
-    expect_in(&w, &id, Some("deferred"));
+    w.expect_in(&id, Some("deferred"));
 }
 
 /// A double bounce to the double-bounce address (discarded through sent()) whose recipient

@@ -61,17 +61,6 @@ fn query(w: &World) -> Result<Snapshot, String> {
     reader.finish().map_err(|e| e.to_string())
 }
 
-/// Waits until the message is in `queue`, with diagnostics on failure.
-fn expect_in(w: &World, id: &str, queue: &str) {
-    let found = common::wait_until(T, || w.dir.queue_of(id).as_deref() == Some(queue));
-    assert!(
-        found,
-        "{id} not in {queue} (in {:?})\n{}",
-        w.dir.queue_of(id),
-        w.diagnostics()
-    );
-}
-
 /// Whether the server has closed `s` (EOF or reset); `false` while it is open and silent.
 fn closed_by_server(s: &mut UnixStream) -> bool {
     s.set_nonblocking(true).unwrap();
@@ -114,8 +103,8 @@ fn a_query_returns_the_live_state_dead_and_busy_destinations_first() {
     let ok = w.drop_message("sender@src.lab", &["ok@fine.lab"]);
     let before = now();
     w.start();
-    expect_in(&w, &refused, "deferred");
-    expect_in(&w, &down, "deferred");
+    w.expect_in(&refused, Some("deferred"));
+    w.expect_in(&down, Some("deferred"));
     w.expect_log(&format!("{ok}: removed"), T);
     assert!(w.agent("smtp").wait_requests(3, T), "{}", w.diagnostics());
     assert_eq!(w.dir.queue_of(&stalled).as_deref(), Some("active"));

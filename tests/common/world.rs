@@ -80,6 +80,20 @@ impl World {
         self.dir.drop_message(sender.as_bytes(), &rcpts)
     }
 
+    /// Waits (10 s at most) until message `id` is in `queue` (`None`: gone), panicking with
+    /// diagnostics if it never is.
+    pub fn expect_in(&self, id: &str, queue: Option<&str>) {
+        let found = super::wait_until(Duration::from_secs(10), || {
+            self.dir.queue_of(id).as_deref() == queue
+        });
+        assert!(
+            found,
+            "{id} not in {queue:?} (in {:?})\n{}",
+            self.dir.queue_of(id),
+            self.diagnostics()
+        );
+    }
+
     /// What went to the log and to the child's stdout/stderr, for assertion messages.
     pub fn diagnostics(&self) -> String {
         let output = self.master.as_ref().map(|m| m.output()).unwrap_or_default();
