@@ -202,28 +202,23 @@ impl std::fmt::Display for SnapshotError {
     }
 }
 
+/// A number attribute (absent: 0).
+fn parsed<T: std::str::FromStr + Default>(list: &AttrList, name: &str) -> Result<T, SnapshotError> {
+    let Some(v) = list.get(name) else {
+        return Ok(T::default());
+    };
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| SnapshotError::Malformed(format!("{name}={}", String::from_utf8_lossy(v))))
+}
+
 fn num(list: &AttrList, name: &str) -> Result<u64, SnapshotError> {
-    match list.get(name) {
-        None => Ok(0),
-        Some(v) => std::str::from_utf8(v)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| {
-                SnapshotError::Malformed(format!("{name}={}", String::from_utf8_lossy(v)))
-            }),
-    }
+    parsed(list, name)
 }
 
 fn snum(list: &AttrList, name: &str) -> Result<i64, SnapshotError> {
-    match list.get(name) {
-        None => Ok(0),
-        Some(v) => std::str::from_utf8(v)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| {
-                SnapshotError::Malformed(format!("{name}={}", String::from_utf8_lossy(v)))
-            }),
-    }
+    parsed(list, name)
 }
 
 fn text(list: &AttrList, name: &str) -> Vec<u8> {
