@@ -40,6 +40,8 @@ pub enum ParamOwner {
     Oqmgr,
     /// The generic parameters every daemon reads (mail_params_init).
     Generic,
+    /// oqmgr's extensions, unknown to Postfix (`oqmgr_*`: `postconf` calls them unused).
+    Extension,
 }
 
 /// One row of the parameter table.
@@ -103,7 +105,7 @@ macro_rules! field_type {
 macro_rules! param_table {
     ($( [$owner:ident] $( $(#[$doc:meta])* $name:ident : $ty:ident = $default:expr, $min:expr, $max:expr; )* )*) => {
         /// Every parameter oqmgr reads, in the order the C daemon reads them (generic first,
-        /// then oqmgr's int, str, bool and time tables).
+        /// then oqmgr's int, str, bool and time tables), then our extensions.
         pub static PARAM_TABLE: &[ParamSpec] = &[
             $( $( ParamSpec {
                 name: stringify!($name),
@@ -279,6 +281,11 @@ param_table! {
     default_destination_rate_delay: Time = Text("0s"), 0, 0;
     qmgr_daemon_timeout: Time = Text("1000s"), 1, 0;
     qmgr_ipc_timeout: Time = Text("60s"), 1, 0;
+
+    [Extension]
+    /// Percent (0..50) by which a deferred message's back-off is randomly stretched or
+    /// shrunk; 0 keeps the C daemon's back-off.
+    oqmgr_backoff_jitter: Int = Text("0"), 0, 50;
 }
 
 /// The table row for `name`.
@@ -368,6 +375,14 @@ impl Params {
                 "file {main_cf}: parameters default_verp_delimiters and verp_delimiter_filter: {problem}"
             )));
         }
+        // The table's minimum 0 means "no bound": a negative jitter is refused here.
+        if self.oqmgr_backoff_jitter < 0 {
+            return Err(ConfigError::Value(super::value::ValueError::IntTooSmall {
+                name: "oqmgr_backoff_jitter".to_string(),
+                value: self.oqmgr_backoff_jitter,
+                min: 0,
+            }));
+        }
         Ok(())
     }
 
@@ -410,6 +425,28 @@ mod tests {
         }
         let params = Params::from_config(&config("")).unwrap();
         assert_eq!(params.to_table().len(), PARAM_TABLE.len());
+    }
+
+    #[test]
+    fn extensions_are_named_oqmgr_and_bounded() {
+        for spec in PARAM_TABLE {
+            let ours = spec.name.starts_with("oqmgr_");
+            assert_eq!(ours, spec.owner == ParamOwner::Extension, "{}", spec.name);
+        }
+        let p = Params::from_config(&config("")).unwrap();
+        assert_eq!(p.oqmgr_backoff_jitter, 0);
+        let p = Params::from_config(&config("oqmgr_backoff_jitter = 50\n")).unwrap();
+        assert_eq!(p.oqmgr_backoff_jitter, 50);
+        let err = Params::from_config(&config("oqmgr_backoff_jitter = 51\n")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid oqmgr_backoff_jitter parameter value 51 > 50"
+        );
+        let err = Params::from_config(&config("oqmgr_backoff_jitter = -1\n")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid oqmgr_backoff_jitter parameter value -1 < 0"
+        );
     }
 
     #[test]

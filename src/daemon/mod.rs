@@ -196,7 +196,15 @@ impl Daemon {
             Ok(p) => p,
             Err(e) => fatal(&format!("poll: {}", maillog::strerror(&e))),
         };
-        let sched_cfg = SchedConfig::from_params(&params);
+        // The back-off jitter's seed: clock and pid, so each queue manager draws its own sequence.
+        let random_seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id());
+        let sched_cfg = SchedConfig {
+            random_seed,
+            ..SchedConfig::from_params(&params)
+        };
         let limits = transport_lookup(config, params.clone());
         let now = now_secs();
         recover_active(&qdir, now);

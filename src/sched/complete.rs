@@ -21,6 +21,7 @@ use crate::proto::deliver::request_flags;
 use crate::queue::path::ACTIVE;
 use crate::queue::record::Patch;
 
+use super::random::SplitMix64;
 use super::*;
 
 /// Size-record flag: some recipient asked for NOTIFY=SUCCESS.
@@ -102,13 +103,34 @@ pub fn wants_trace_flush(trace_flags: i32, size_qmgr_flags: i32) -> bool {
 /// time of a deferred message: its age, between the minimal and maximal
 /// back-off times, from now (so the interval roughly doubles per attempt).
 pub fn deferred_until(now: u64, create_time: i64, l: &Lifetimes) -> u64 {
-    let delay = if create_time > 0 {
+    now + backoff_delay(now, create_time, l)
+}
+
+/// The back-off delay of [`deferred_until`]: the message's age (minimal_backoff_time
+/// without a creation time), at most maximal_backoff_time, at least minimal_backoff_time
+/// (the minimum wins if the two are crossed, as in the C daemon).
+pub fn backoff_delay(now: u64, create_time: i64, l: &Lifetimes) -> u64 {
+    if create_time > 0 {
         let age = (now as i128 - create_time as i128).max(0) as u64;
         age.min(l.max_backoff).max(l.min_backoff)
     } else {
         l.min_backoff
-    };
-    now + delay
+    }
+}
+
+/// oqmgr_backoff_jitter: `delay` times (1 + u × percent / 100), u uniform in [-1, 1] (in
+/// whole seconds: uniform over delay ± delay × percent / 100), then clamped again to
+/// minimal_backoff_time..maximal_backoff_time: the administrator's limits hold, so mail
+/// backed off by exactly one of them is only moved away from it (young mail's 300 s is only
+/// stretched, old mail's 4000 s only shrunk). Deferrals made together then come due spread
+/// out instead of as one wave. Percent 0 draws nothing and returns `delay` unchanged.
+pub fn jittered_delay(delay: u64, percent: u32, l: &Lifetimes, random: &mut SplitMix64) -> u64 {
+    if percent == 0 {
+        return delay;
+    }
+    let span = delay.saturating_mul(u64::from(percent)) / 100;
+    let stretched = (delay - span.min(delay)).saturating_add(random.below(2 * span + 1));
+    stretched.min(l.max_backoff).max(l.min_backoff)
 }
 
 /// The completion step waiting for the event loop's answer.
@@ -333,9 +355,12 @@ impl Scheduler {
             return;
         };
         let action = if msg.deferred {
+            let l = &self.cfg.lifetimes;
+            let delay = backoff_delay(now, msg.envelope.create_time, l);
+            let delay = jittered_delay(delay, self.cfg.backoff_jitter, l, &mut self.random);
             Action::MoveToDeferred {
                 queue_id: msg.queue_id,
-                until: deferred_until(now, msg.envelope.create_time, &self.cfg.lifetimes),
+                until: now + delay,
             }
         } else {
             Action::Remove {
@@ -457,6 +482,48 @@ mod tests {
             "old: maximal_backoff_time"
         );
         assert_eq!(deferred_until(1000, 0, &L), 1300, "no create_time");
+    }
+
+    #[test]
+    fn no_jitter_is_the_c_formula_and_draws_nothing() {
+        let mut random = SplitMix64::new(5);
+        for delay in [300, 301, 2000, 3999, 4000] {
+            assert_eq!(jittered_delay(delay, 0, &L, &mut random), delay);
+        }
+        assert_eq!(
+            random,
+            SplitMix64::new(5),
+            "the generator was not consulted"
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_its_percent_and_the_limits() {
+        let mut random = SplitMix64::new(11);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..10_000 {
+            let d = jittered_delay(1000, 50, &L, &mut random);
+            assert!((500..=1500).contains(&d), "{d}");
+            seen.insert(d);
+        }
+        // Every second of the span is reachable, its ends included.
+        assert!(seen.contains(&500) && seen.contains(&1500));
+        assert!(seen.len() > 900, "{}", seen.len());
+        // Clamped: the minimum is only stretched, the maximum only shrunk.
+        for _ in 0..1000 {
+            let young = jittered_delay(300, 50, &L, &mut random);
+            assert!((300..=450).contains(&young), "{young}");
+            let old = jittered_delay(4000, 50, &L, &mut random);
+            assert!((2000..=4000).contains(&old), "{old}");
+        }
+        // Crossed limits: the minimum wins, as in backoff_delay.
+        let crossed = Lifetimes {
+            min_backoff: 500,
+            max_backoff: 100,
+            ..L
+        };
+        assert_eq!(backoff_delay(1000, 1, &crossed), 500);
+        assert_eq!(jittered_delay(500, 50, &crossed, &mut random), 500);
     }
 
     #[test]

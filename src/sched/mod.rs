@@ -6,14 +6,16 @@
 //! replied, a notice was sent, a deadline passed — and answers with [`Action`]s for the event
 //! loop to carry out: connect to a transport, ask for a notice, read the next recipient
 //! batch, log a line, remove or defer a queue file. It keeps its own deadlines
-//! ([`Scheduler::poll_timeout`]). It never touches a socket, a file or the clock, so weeks of
-//! scheduling are tested in milliseconds ([`Scheduler::check_invariants`] after every step).
+//! ([`Scheduler::poll_timeout`]). It never touches a socket, a file or the clock, and its
+//! randomness comes in as a seed ([`SchedConfig::random_seed`]), so weeks of scheduling are
+//! tested in milliseconds, reproducibly ([`Scheduler::check_invariants`] after every step).
 //!
 //! One file per concern, as the C daemon's src/oqmgr: `message` (qmgr_message.c),
 //! `entry` (qmgr_entry.c), `queue` (qmgr_queue.c), `transport` (qmgr_transport.c), `deliver`
 //! (qmgr_deliver.c), `defer` (qmgr_defer.c), `timer` (qmgr_enable.c and the timers),
 //! [`complete`] (qmgr_active.c's completion), [`feedback`] (qmgr_feedback.c), [`route`]
-//! (qmgr_message.c's resolve and sort helpers).
+//! (qmgr_message.c's resolve and sort helpers); [`random`] is ours (the seeded generator
+//! behind `oqmgr_backoff_jitter`).
 //!
 //! A message's life, step by step:
 //!
@@ -43,6 +45,7 @@ pub mod feedback;
 mod invariants;
 mod message;
 mod queue;
+pub mod random;
 pub mod route;
 mod status;
 pub use crate::slab;
@@ -126,6 +129,12 @@ pub struct SchedConfig {
     pub disable_verp_bounces: bool,
     /// info_log_address_format = internal: addresses in log lines are not quoted.
     pub log_address_internal: bool,
+    /// oqmgr_backoff_jitter: a deferred message's back-off is stretched or shrunk by a
+    /// random factor within ± this percent (0: the C daemon's back-off exactly).
+    pub backoff_jitter: u32,
+    /// The seed of the scheduler's [`random::SplitMix64`]: the daemon's varies per process,
+    /// a test's is fixed so that its run repeats.
+    pub random_seed: u64,
 }
 
 impl SchedConfig {
@@ -160,6 +169,8 @@ impl SchedConfig {
             lifetimes: complete::Lifetimes::from_params(p),
             disable_verp_bounces: p.disable_verp_bounces,
             log_address_internal: p.info_log_address_format.eq_ignore_ascii_case(b"internal"),
+            backoff_jitter: u32::try_from(p.oqmgr_backoff_jitter).unwrap_or(0),
+            random_seed: 0,
         }
     }
 }
@@ -190,6 +201,8 @@ impl Default for SchedConfig {
             },
             disable_verp_bounces: false,
             log_address_internal: false,
+            backoff_jitter: 0,
+            random_seed: 0,
         }
     }
 }
@@ -329,6 +342,8 @@ pub struct Scheduler {
     actions: Vec<Action>,
     /// The scheduler's own timers (back-off, transport retry, rate delay).
     deadlines: timer::Deadlines,
+    /// Randomness for the back-off jitter, from [`SchedConfig::random_seed`].
+    random: random::SplitMix64,
 }
 
 /// A DSN with only a status and a reason (Postfix's DSN_SIMPLE).
@@ -351,6 +366,7 @@ fn error_nexthop(dsn: &Dsn) -> Vec<u8> {
 impl Scheduler {
     pub fn new(cfg: SchedConfig, limits: LimitsLookup) -> Scheduler {
         Scheduler {
+            random: random::SplitMix64::new(cfg.random_seed),
             cfg,
             limits,
             messages: Slab::default(),

@@ -104,6 +104,10 @@ impl World {
         let cfg = SchedConfig {
             lifetimes,
             refill_below: [2, 5, 20_000][rng.below(3) as usize],
+            // Half the worlds jitter their back-off (from the seed, so the world's own
+            // draws stay as they were); the bounds checked in `end` hold either way.
+            backoff_jitter: [0, 0, 30, 50][(seed >> 8) as usize % 4],
+            random_seed: seed,
             ..SchedConfig::default()
         };
         let initial = 1 + rng.below(5) as i32;

@@ -1180,6 +1180,80 @@ fn deferred_mail_backs_off_by_its_age_between_the_bounds() {
     }
 }
 
+/// A scheduler with oqmgr_backoff_jitter = `percent` and a fixed seed.
+fn jittered(percent: u32, seed: u64) -> Scheduler {
+    let cfg = SchedConfig {
+        backoff_jitter: percent,
+        random_seed: seed,
+        ..SchedConfig::default()
+    };
+    Scheduler::new(cfg, limits_with(5, 20, 50))
+}
+
+/// `n` messages created `age` seconds before NOW, one after the other, each deferred by a
+/// recipient-level 4xx (the destination stays alive): their back-off delays.
+fn backoff_delays(s: &mut Scheduler, age: i64, n: usize) -> Vec<u64> {
+    let env = Envelope {
+        create_time: NOW as i64 - age,
+        ..envelope("s@x")
+    };
+    let rcpt_4xx = DeliveryReply {
+        status: -1,
+        ..DeliveryReply::default()
+    };
+    (0..n)
+        .map(|_| {
+            deferred_to_the_end(s, env.clone(), rcpt_4xx.clone());
+            match ending(&s.take_actions()) {
+                Some(Action::MoveToDeferred { until, .. }) => until - NOW,
+                other => panic!("not deferred: {other:?}"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn without_jitter_the_back_off_is_the_c_formula_and_no_random_number_is_drawn() {
+    let l = SchedConfig::default().lifetimes;
+    for age in [10, 299, 300, 2000, 3999, 4000, 100_000] {
+        let mut s = jittered(0, 99);
+        let want = complete::backoff_delay(NOW, NOW as i64 - age, &l);
+        assert_eq!(backoff_delays(&mut s, age, 3), vec![want; 3], "age {age}");
+        assert_eq!(s.random, random::SplitMix64::new(99), "age {age}: drew");
+    }
+    assert_eq!(
+        backoff_delays(&mut jittered(0, 99), 2000, 1),
+        vec![2000],
+        "the formula: the age"
+    );
+}
+
+#[test]
+fn jitter_spreads_deferrals_over_the_allowed_range() {
+    // Mail aged 2000 s with ±30 %: 1400..2600 s, centred on 2000 s, reaching both ends.
+    let delays = backoff_delays(&mut jittered(30, 2024), 2000, 1000);
+    let (min, max) = (delays.iter().min().unwrap(), delays.iter().max().unwrap());
+    let mean = delays.iter().sum::<u64>() as f64 / delays.len() as f64;
+    assert!(*min >= 1400 && *max <= 2600, "{min}..{max}");
+    assert!((1900.0..=2100.0).contains(&mean), "mean {mean}");
+    assert!(*min < 1550 && *max > 2450, "{min}..{max}");
+    // Young mail: 300 s is minimal_backoff_time, so it is only stretched (up to 390 s).
+    let young = backoff_delays(&mut jittered(30, 2024), 10, 1000);
+    assert!(young.iter().all(|d| (300..=390).contains(d)), "{young:?}");
+    assert!(young.iter().any(|&d| d > 380), "stretched to near 390 s");
+    // Old mail: 4000 s is maximal_backoff_time, so it is only shrunk (down to 2800 s).
+    let old = backoff_delays(&mut jittered(30, 2024), 100_000, 1000);
+    assert!(old.iter().all(|d| (2800..=4000).contains(d)), "{old:?}");
+    assert!(old.iter().any(|&d| d < 2900), "shrunk to near 2800 s");
+}
+
+#[test]
+fn the_same_seed_repeats_the_same_back_off_times() {
+    let a = backoff_delays(&mut jittered(30, 7), 2000, 50);
+    assert_eq!(backoff_delays(&mut jittered(30, 7), 2000, 50), a);
+    assert_ne!(backoff_delays(&mut jittered(30, 8), 2000, 50), a);
+}
+
 #[test]
 fn a_file_an_agent_marked_corrupt_goes_to_corrupt() {
     let mut s = sched();
