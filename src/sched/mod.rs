@@ -41,6 +41,7 @@ mod deliver;
 mod entry;
 pub mod feedback;
 mod invariants;
+pub mod memory;
 mod message;
 mod queue;
 pub mod route;
@@ -329,6 +330,8 @@ pub struct Scheduler {
     actions: Vec<Action>,
     /// The scheduler's own timers (back-off, transport retry, rate delay).
     deadlines: timer::Deadlines,
+    /// Remembered windows of destinations not in memory yet ([`memory`]).
+    window_hints: memory::WindowHints,
 }
 
 /// A DSN with only a status and a reason (Postfix's DSN_SIMPLE).
@@ -364,6 +367,7 @@ impl Scheduler {
             last_hop_status: Dsn::default(),
             actions: Vec::new(),
             deadlines: timer::Deadlines::default(),
+            window_hints: memory::WindowHints::default(),
         }
     }
 
