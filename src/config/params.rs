@@ -279,6 +279,9 @@ param_table! {
     default_destination_rate_delay: Time = Text("0s"), 0, 0;
     qmgr_daemon_timeout: Time = Text("1000s"), 1, 0;
     qmgr_ipc_timeout: Time = Text("60s"), 1, 0;
+    /// oqmgr's own (not Postfix's; `postconf` calls it unused): keep what was learned about
+    /// destinations across a restart, in `$data_directory/oqmgr-memory`.
+    oqmgr_remember_destinations: Bool = Text("no"), 0, 0;
 }
 
 /// The table row for `name`.
@@ -403,7 +406,7 @@ mod tests {
             .iter()
             .filter(|s| s.owner == ParamOwner::Oqmgr)
             .count();
-        assert_eq!(oqmgr, 28);
+        assert_eq!(oqmgr, 29);
         for spec in PARAM_TABLE {
             let same = PARAM_TABLE.iter().filter(|s| s.name == spec.name).count();
             assert_eq!(same, 1, "{}", spec.name);
