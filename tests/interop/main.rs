@@ -9,6 +9,7 @@
 mod agents;
 mod lab;
 mod queue;
+mod remember;
 mod rewrite;
 mod status;
 
