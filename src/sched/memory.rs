@@ -143,6 +143,8 @@ impl Scheduler {
     /// destination's queue is next created, for minimal_backoff_time.
     pub fn import_memory(&mut self, now: u64, memory: Memory) {
         for item in memory.items {
+            // The C daemon's bound on cached dead destinations (qmgr_entry_done).
+            let room = self.queues.len() < 2 * self.cfg.recipient_limit.max(1);
             match item {
                 MemoryItem::DeadTransport {
                     transport,
@@ -157,26 +159,21 @@ impl Scheduler {
                     until,
                     status,
                     reason,
-                } if until > now && !internal(&transport) => {
-                    // The C daemon's bound on cached dead destinations (qmgr_entry_done).
-                    if self.queues.len() < 2 * self.cfg.recipient_limit.max(1) {
-                        let dsn = Dsn {
-                            status,
-                            reason,
-                            ..Dsn::default()
-                        };
-                        self.remember_dead_queue(&transport, &queue, &nexthop, until, dsn);
-                    }
+                } if until > now && room && !internal(&transport) => {
+                    let dsn = Dsn {
+                        status,
+                        reason,
+                        ..Dsn::default()
+                    };
+                    self.remember_dead_queue(&transport, &queue, &nexthop, until, dsn);
                 }
                 MemoryItem::SuspendedDestination {
                     transport,
                     queue,
                     nexthop,
                     until,
-                } if until > now && !internal(&transport) => {
-                    if self.queues.len() < 2 * self.cfg.recipient_limit.max(1) {
-                        self.remember_suspended_queue(&transport, &queue, &nexthop, until);
-                    }
+                } if until > now && room && !internal(&transport) => {
+                    self.remember_suspended_queue(&transport, &queue, &nexthop, until);
                 }
                 MemoryItem::Window {
                     transport,
@@ -704,5 +701,28 @@ mod tests {
         let mut extra = bytes.clone();
         extra.extend_from_slice(b"kind\0end\0\0");
         assert!(decode(&extra).is_err());
+    }
+
+    #[test]
+    fn a_large_memory_is_taken_up_only_within_the_dead_destination_bound() {
+        let cfg = SchedConfig {
+            recipient_limit: 100,
+            ..SchedConfig::default()
+        };
+        let mut s = Scheduler::new(cfg, limits_with(1, 20, 50));
+        let items = (0..MAX_ITEMS)
+            .map(|i| MemoryItem::DeadDestination {
+                transport: b"smtp".to_vec(),
+                queue: format!("d{i}.lab").into_bytes(),
+                nexthop: format!("d{i}.lab").into_bytes(),
+                until: 500,
+                status: b"4.4.1".to_vec(),
+                reason: b"refused".to_vec(),
+            })
+            .collect();
+        let memory = round_trip(&Memory { saved: 0, items });
+        s.import_memory(10, memory);
+        assert_eq!(s.queue_count(), 200, "2 x qmgr_message_recipient_limit");
+        s.check_invariants().unwrap();
     }
 }
