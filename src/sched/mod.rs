@@ -13,7 +13,8 @@
 //! `entry` (qmgr_entry.c), `queue` (qmgr_queue.c), `transport` (qmgr_transport.c), `deliver`
 //! (qmgr_deliver.c), `defer` (qmgr_defer.c), `timer` (qmgr_enable.c and the timers),
 //! [`complete`] (qmgr_active.c's completion), [`feedback`] (qmgr_feedback.c), [`route`]
-//! (qmgr_message.c's resolve and sort helpers).
+//! (qmgr_message.c's resolve and sort helpers). Ours alone: [`memory`], what survives a
+//! restart with oqmgr_remember_destinations.
 //!
 //! A message's life, step by step:
 //!
