@@ -286,6 +286,9 @@ param_table! {
     /// Percent (0..50) by which a deferred message's back-off is randomly stretched or
     /// shrunk; 0 keeps the C daemon's back-off.
     oqmgr_backoff_jitter: Int = Text("0"), 0, 50;
+    /// oqmgr's own (not Postfix's; `postconf` calls it unused): keep what was learned about
+    /// destinations across a restart, in `$data_directory/oqmgr-memory`.
+    oqmgr_remember_destinations: Bool = Text("no"), 0, 0;
 }
 
 /// The table row for `name`.
@@ -419,6 +422,11 @@ mod tests {
             .filter(|s| s.owner == ParamOwner::Oqmgr)
             .count();
         assert_eq!(oqmgr, 28);
+        let extensions = PARAM_TABLE
+            .iter()
+            .filter(|s| s.owner == ParamOwner::Extension)
+            .count();
+        assert_eq!(extensions, 2);
         for spec in PARAM_TABLE {
             let same = PARAM_TABLE.iter().filter(|s| s.name == spec.name).count();
             assert_eq!(same, 1, "{}", spec.name);

@@ -12,6 +12,7 @@ mod complete;
 pub mod conn;
 mod deliver;
 mod import;
+pub mod memory;
 mod notify;
 mod peers;
 pub mod rewrite;
@@ -122,6 +123,8 @@ pub struct Daemon {
     tables: table_watch::TableWatch,
     /// `private/oqmgr-status` and its clients.
     status: status_server::StatusServer,
+    /// data_directory, when destinations are remembered across restarts.
+    memory: Option<memory::MemoryStore>,
 }
 
 /// How the daemon was started.
@@ -136,10 +139,12 @@ pub struct Startup {
 
 /// What the C daemon sets up as root, before the privilege drop and chroot: the
 /// fast_flush_domains list (flush_init, reading its `/file` patterns), and the lookup tables
-/// of that list and of mydestination (resolve_local_init), watched for changes.
+/// of that list and of mydestination (resolve_local_init), watched for changes. And ours:
+/// data_directory, which a chrooted process could not reach later (oqmgr_remember_destinations).
 pub struct PreJail {
     flush_domains: status_clients::FlushDomains,
     tables: table_watch::TableWatch,
+    memory: Option<memory::MemoryStore>,
 }
 
 /// The pre-jail initialisation (see [`PreJail`]).
@@ -162,9 +167,12 @@ pub fn pre_jail_init(config: &Config, params: &Params) -> PreJail {
     };
     let tables =
         table_watch::TableWatch::open(mydestination.tables().chain(flush_domains.tables()));
+    let memory =
+        memory::MemoryStore::open(params.oqmgr_remember_destinations, &params.data_directory);
     PreJail {
         flush_domains,
         tables,
+        memory,
     }
 }
 
@@ -215,6 +223,11 @@ impl Daemon {
             i64::from(params.qmgr_message_recipient_limit),
             i64::from(params.qmgr_fudge_factor),
         );
+        let mut sched = Scheduler::new(sched_cfg, limits);
+        // Before any message: remembered dead destinations catch their mail from the start.
+        if let Some(remembered) = pre_jail.memory.as_ref().and_then(|m| m.load()) {
+            sched.import_memory(now, remembered);
+        }
         let mut daemon = Daemon {
             poll,
             master,
@@ -232,7 +245,7 @@ impl Daemon {
             ),
             params,
             qdir,
-            sched: Scheduler::new(sched_cfg, limits),
+            sched,
             incoming,
             deferred,
             first_scan: 0,
@@ -245,6 +258,7 @@ impl Daemon {
             flush_domains: pre_jail.flush_domains,
             tables: pre_jail.tables,
             status: status_server::StatusServer::new(now),
+            memory: pre_jail.memory,
         };
         daemon.register_master();
         daemon.open_status_socket();
@@ -317,7 +331,11 @@ impl Daemon {
             self.fire_timers();
             if self.master_gone {
                 // Master closed the status socket: reload or stop. Mail in flight stays in
-                // active/ and is taken up again by the next queue manager.
+                // active/ and is taken up again by the next queue manager, which may also
+                // take up what this one learned about destinations.
+                if let Some(store) = &self.memory {
+                    store.save(&self.sched.export_memory(now_secs()));
+                }
                 std::process::exit(0);
             }
         }

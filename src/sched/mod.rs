@@ -14,8 +14,9 @@
 //! `entry` (qmgr_entry.c), `queue` (qmgr_queue.c), `transport` (qmgr_transport.c), `deliver`
 //! (qmgr_deliver.c), `defer` (qmgr_defer.c), `timer` (qmgr_enable.c and the timers),
 //! [`complete`] (qmgr_active.c's completion), [`feedback`] (qmgr_feedback.c), [`route`]
-//! (qmgr_message.c's resolve and sort helpers); [`random`] is ours (the seeded generator
-//! behind `oqmgr_backoff_jitter`).
+//! (qmgr_message.c's resolve and sort helpers). Ours alone: [`memory`], what survives a
+//! restart with oqmgr_remember_destinations, and [`random`], the seeded generator behind
+//! oqmgr_backoff_jitter.
 //!
 //! A message's life, step by step:
 //!
@@ -43,6 +44,7 @@ mod deliver;
 mod entry;
 pub mod feedback;
 mod invariants;
+pub mod memory;
 mod message;
 mod queue;
 pub mod random;
@@ -344,6 +346,8 @@ pub struct Scheduler {
     deadlines: timer::Deadlines,
     /// Randomness for the back-off jitter, from [`SchedConfig::random_seed`].
     random: random::SplitMix64,
+    /// Remembered windows of destinations not in memory yet ([`memory`]).
+    window_hints: memory::WindowHints,
 }
 
 /// A DSN with only a status and a reason (Postfix's DSN_SIMPLE).
@@ -380,6 +384,7 @@ impl Scheduler {
             last_hop_status: Dsn::default(),
             actions: Vec::new(),
             deadlines: timer::Deadlines::default(),
+            window_hints: memory::WindowHints::default(),
         }
     }
 

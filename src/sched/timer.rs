@@ -22,6 +22,9 @@ pub(super) enum Timer {
     /// destination_rate_delay after a delivery on a rate-limited destination
     /// (qmgr_queue_suspend's timer).
     ResumeQueue(DestRef, u32),
+    /// minimal_backoff_time after an import of remembered state: windows not taken up by
+    /// then are forgotten.
+    ForgetWindowHints,
 }
 
 /// Pending deadlines, earliest first; ties in the order they were armed.
@@ -83,6 +86,7 @@ impl Scheduler {
                 .queues
                 .get(q.0)
                 .is_some_and(|x| x.timer_seq == seq && x.state.window == SUSPENDED),
+            Timer::ForgetWindowHints => !self.window_hints.by_queue.is_empty(),
         }
     }
 
@@ -105,6 +109,7 @@ impl Scheduler {
                 }
                 self.queue_maybe_done(q);
             }
+            Timer::ForgetWindowHints => self.window_hints.by_queue.clear(),
         }
     }
 

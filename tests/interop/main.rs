@@ -10,6 +10,7 @@ mod agents;
 mod jitter;
 mod lab;
 mod queue;
+mod remember;
 mod rewrite;
 mod status;
 
