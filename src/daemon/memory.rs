@@ -4,8 +4,9 @@
 //! The queue manager may run chrooted into the queue directory and runs as mail_owner, so
 //! data_directory is opened as a directory descriptor before the chroot (as root) and every
 //! later access goes through it. The file is read once at start-up (after the privilege
-//! drop) and written when master closes the status socket (reload or stop), atomically: a
-//! temporary file, fsync, rename. Nothing here may stop the daemon: a missing file is silence,
+//! drop) and written when master closes the status socket (reload or stop), and every
+//! [`CHECKPOINT_INTERVAL`] seconds when it changed (master may start the next queue manager
+//! before this one has exited), atomically: a temporary file, fsync, rename. Nothing here may stop the daemon: a missing file is silence,
 //! an unusable one is one warning, a failed save is one warning.
 
 use std::fs::File;
@@ -17,7 +18,7 @@ use nix::fcntl::{openat, renameat, OFlag};
 use nix::sys::stat::Mode;
 
 use crate::maillog;
-use crate::sched::memory::{self, Memory};
+use crate::sched::memory::{self, Memory, MemoryItem};
 
 /// The state file's name in data_directory.
 pub const FILE_NAME: &str = "oqmgr-memory";
@@ -25,12 +26,19 @@ pub const FILE_NAME: &str = "oqmgr-memory";
 const TEMP_NAME: &str = "oqmgr-memory.tmp";
 /// A larger file is refused unread.
 pub const MAX_BYTES: u64 = 64 << 20;
+/// Seconds between checkpoints: what changed is saved this often, not only at exit, so that
+/// a queue manager that master starts before the old one has exited finds recent memory.
+pub const CHECKPOINT_INTERVAL: u64 = 5;
 
 /// data_directory, opened before the chroot.
 pub struct MemoryStore {
     dir: OwnedFd,
     /// `$data_directory/oqmgr-memory`, for log lines.
     path: String,
+    /// What the file holds, once this process wrote it.
+    saved: Option<Vec<MemoryItem>>,
+    /// The last save failed (warned once until one succeeds).
+    failing: bool,
 }
 
 impl MemoryStore {
@@ -46,6 +54,8 @@ impl MemoryStore {
             Ok(dir) => Some(MemoryStore {
                 dir,
                 path: format!("{}/{FILE_NAME}", dir_name.trim_end_matches('/')),
+                saved: None,
+                failing: false,
             }),
             Err(e) => {
                 warn!(
@@ -95,9 +105,25 @@ impl MemoryStore {
     }
 
     /// Writes `memory` atomically; a failure is one warning.
-    pub fn save(&self, memory: &Memory) {
-        if let Err(why) = self.write(&memory::encode(memory)) {
-            warn!("{}: cannot save remembered destinations: {why}", self.path);
+    pub fn save(&mut self, memory: &Memory) {
+        match self.write(&memory::encode(memory)) {
+            Ok(()) => {
+                self.saved = Some(memory.items.clone());
+                self.failing = false;
+            }
+            Err(why) => {
+                if !self.failing {
+                    warn!("{}: cannot save remembered destinations: {why}", self.path);
+                }
+                self.failing = true;
+            }
+        }
+    }
+
+    /// The periodic save: only when what is remembered changed since the last one.
+    pub fn checkpoint(&mut self, memory: &Memory) {
+        if self.saved.as_ref() != Some(&memory.items) {
+            self.save(memory);
         }
     }
 

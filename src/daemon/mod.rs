@@ -87,6 +87,8 @@ enum TimerKind {
     },
     /// A status client's time limit.
     StatusClient(status_server::ClientId),
+    /// oqmgr_remember_destinations: save what changed.
+    MemoryCheckpoint,
 }
 
 /// Everything the daemon owns.
@@ -265,6 +267,9 @@ impl Daemon {
         daemon.scan_request(INCOMING, scan_flags::SCAN_START);
         daemon.scan_request(DEFERRED, scan_flags::SCAN_START);
         daemon.arm_deferred_scan();
+        if daemon.memory.is_some() {
+            daemon.arm_after(memory::CHECKPOINT_INTERVAL, TimerKind::MemoryCheckpoint);
+        }
         daemon.watchdog = match Watchdog::create(
             u32::try_from(daemon.params.qmgr_daemon_timeout).unwrap_or(1000),
         ) {
@@ -333,7 +338,7 @@ impl Daemon {
                 // Master closed the status socket: reload or stop. Mail in flight stays in
                 // active/ and is taken up again by the next queue manager, which may also
                 // take up what this one learned about destinations.
-                if let Some(store) = &self.memory {
+                if let Some(store) = &mut self.memory {
                     store.save(&self.sched.export_memory(now_secs()));
                 }
                 std::process::exit(0);
@@ -494,6 +499,12 @@ impl Daemon {
                     self.arm_deferred_scan();
                 }
                 TimerKind::Peer(id, timer) => self.on_peer_timer(id, timer),
+                TimerKind::MemoryCheckpoint => {
+                    if let Some(store) = &mut self.memory {
+                        store.checkpoint(&self.sched.export_memory(now_secs()));
+                    }
+                    self.arm_after(memory::CHECKPOINT_INTERVAL, TimerKind::MemoryCheckpoint);
+                }
                 TimerKind::AgentUnavailable { transport } => {
                     self.agent_unavailable_after_delay(transport)
                 }
