@@ -241,6 +241,39 @@ fn reload_makes_the_daemon_exit_zero_and_the_next_one_finishes_the_work() {
 }
 
 #[test]
+fn a_queue_manager_on_its_way_out_leaves_the_reloads_wakeup_to_the_next_one() {
+    // At a reload master hangs up the old queue manager and at once sends a wake-up to the
+    // service, so that the next one starts. When both are pending together the old one must
+    // leave the wake-up alone, as the C trigger server (which serves its status descriptor
+    // first) does; had it taken the wake-up, no queue manager would run until the next one.
+    use std::io::{ErrorKind, Read, Write};
+    let mut w = World::new();
+    w.start();
+    // One trigger served: the daemon is in its loop.
+    w.master().trigger(b"I").expect("trigger");
+    let pid = w.master().pid();
+    // SAFETY: kill on our own child process.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    w.master().reload();
+    let mut wakeup =
+        std::os::unix::net::UnixStream::connect(w.master().listen_path()).expect("connect");
+    wakeup.write_all(b"W\0").expect("write");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let status = w.master().wait_exit(T).expect("exit after reload");
+    assert_eq!(status.code(), Some(0));
+    // Still waiting in the listener's backlog: nobody accepted it, nobody closed it.
+    wakeup
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let mut buf = [0u8; 8];
+    match wakeup.read(&mut buf) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("the wake-up was taken: {other:?}\n{}", w.diagnostics()),
+    }
+}
+
+#[test]
 fn a_locked_file_is_skipped_and_retried_later() {
     use std::os::fd::AsRawFd;
     let mut w = World::new();

@@ -330,10 +330,23 @@ impl Daemon {
                     fatal(&format!("event loop: {}", maillog::strerror(&e)));
                 }
             }
+            // Master's hang-up comes first, as in the C trigger server (whose status descriptor
+            // is served before the listener): a wake-up master sends to the next queue manager
+            // at a reload must not be taken by this one on its way out, or no new queue manager
+            // starts until the next wake-up.
+            if events.iter().any(|e| e.token() == STATUS) && fds::master_gone(self.master_status())
+            {
+                self.master_gone = true;
+            }
             for event in events.iter() {
+                if self.master_gone {
+                    break;
+                }
                 self.dispatch(event.token(), event.is_writable());
             }
-            self.fire_timers();
+            if !self.master_gone {
+                self.fire_timers();
+            }
             if self.master_gone {
                 // Master closed the status socket: reload or stop. Mail in flight stays in
                 // active/ and is taken up again by the next queue manager, which may also

@@ -35,6 +35,10 @@ impl Daemon {
         for fd in self.master.listen_fds() {
             let mut taken = 0;
             loop {
+                if self.master_gone {
+                    // On its way out: what is pending is for the next queue manager.
+                    return;
+                }
                 // trigger_server's pre_accept: a changed table ends this process first.
                 if let Some(table) = self.tables.changed() {
                     info!("table {table} has changed -- restarting");

@@ -317,6 +317,11 @@ impl FakeMaster {
         &self.output_path
     }
 
+    /// The trigger listener's path (`public/qmgr`).
+    pub fn listen_path(&self) -> &Path {
+        &self.listen_path
+    }
+
     /// Sends a trigger like unix_trigger (bytes, then one NUL, then wait for the server to
     /// close) or fifo_trigger (the bytes alone), with a 5 s bound.
     pub fn trigger(&self, bytes: &[u8]) -> io::Result<()> {

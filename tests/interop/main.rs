@@ -11,6 +11,7 @@ mod jitter;
 mod lab;
 mod queue;
 mod remember;
+mod restart;
 mod rewrite;
 mod status;
 
