@@ -100,10 +100,16 @@ pub fn wants_trace_flush(trace_flags: i32, size_qmgr_flags: i32) -> bool {
 }
 
 /// qmgr_active_done_3_generic's back-off (applied by qmgr_active_defer): the "not before"
-/// time of a deferred message: its age, between the minimal and maximal
-/// back-off times, from now (so the interval roughly doubles per attempt).
-pub fn deferred_until(now: u64, create_time: i64, l: &Lifetimes) -> u64 {
-    now + backoff_delay(now, create_time, l)
+/// time of a deferred message: its age, between the minimal and maximal back-off times, from
+/// now (so the interval roughly doubles per attempt), spread by oqmgr_backoff_jitter.
+pub fn deferred_until(
+    now: u64,
+    create_time: i64,
+    l: &Lifetimes,
+    jitter: u32,
+    random: &mut SplitMix64,
+) -> u64 {
+    now + jittered_delay(backoff_delay(now, create_time, l), jitter, l, random)
 }
 
 /// The back-off delay of [`deferred_until`]: the message's age (minimal_backoff_time
@@ -355,12 +361,16 @@ impl Scheduler {
             return;
         };
         let action = if msg.deferred {
-            let l = &self.cfg.lifetimes;
-            let delay = backoff_delay(now, msg.envelope.create_time, l);
-            let delay = jittered_delay(delay, self.cfg.backoff_jitter, l, &mut self.random);
+            let until = deferred_until(
+                now,
+                msg.envelope.create_time,
+                &self.cfg.lifetimes,
+                self.cfg.backoff_jitter,
+                &mut self.random,
+            );
             Action::MoveToDeferred {
                 queue_id: msg.queue_id,
-                until: now + delay,
+                until,
             }
         } else {
             Action::Remove {
@@ -471,17 +481,25 @@ mod tests {
     #[test]
     fn backoff_grows_with_age_between_the_bounds() {
         assert_eq!(
-            deferred_until(1000, 990, &L),
+            deferred_until(1000, 990, &L, 0, &mut SplitMix64::new(0)),
             1300,
             "young: minimal_backoff_time"
         );
-        assert_eq!(deferred_until(10_000, 8_000, &L), 12_000, "age 2000 s");
         assert_eq!(
-            deferred_until(100_000, 1, &L),
+            deferred_until(10_000, 8_000, &L, 0, &mut SplitMix64::new(0)),
+            12_000,
+            "age 2000 s"
+        );
+        assert_eq!(
+            deferred_until(100_000, 1, &L, 0, &mut SplitMix64::new(0)),
             104_000,
             "old: maximal_backoff_time"
         );
-        assert_eq!(deferred_until(1000, 0, &L), 1300, "no create_time");
+        assert_eq!(
+            deferred_until(1000, 0, &L, 0, &mut SplitMix64::new(0)),
+            1300,
+            "no create_time"
+        );
     }
 
     #[test]

@@ -269,14 +269,18 @@ impl Scheduler {
     }
 
     /// A new queue starts at its remembered window (within the transport's limit), once.
-    pub(super) fn apply_window_hint(&mut self, transport: &[u8], q: DestRef) {
+    pub(super) fn apply_window_hint(&mut self, q: DestRef) {
+        // Nothing to copy on the common path: no memory was imported, or it is used up.
         if self.window_hints.by_queue.is_empty() {
             return;
         }
         let Some(queue) = self.queues.get(q.0) else {
             return;
         };
-        let key = (transport.to_vec(), queue.name.clone());
+        let Some(transport) = self.transports.get(queue.transport.0) else {
+            return;
+        };
+        let key = (transport.name.clone(), queue.name.clone());
         let Some(mut state) = self.window_hints.by_queue.remove(&key) else {
             return;
         };

@@ -76,9 +76,8 @@ impl Scheduler {
             // New queues go to the end of the round-robin order, as the C daemon does.
             x.queues.push_back(q);
             x.by_name.insert(name.to_vec(), q);
-            let transport = x.name.clone();
-            self.apply_window_hint(&transport, q);
         }
+        self.apply_window_hint(q);
         q
     }
 
