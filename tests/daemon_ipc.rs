@@ -70,6 +70,24 @@ fn a_reply_that_asks_for_a_reconnect_gets_a_new_connection_for_the_next_request(
 }
 
 #[test]
+fn an_idle_rewrite_connection_is_closed_after_ipc_idle_by_the_clock_alone() {
+    // The loop wakes for the ipc_idle deadline itself (no once-a-second polling, no other
+    // event): the idle connection is gone before the next message comes, which then gets a
+    // new one.
+    let mut w = World::with_params(&[("ipc_idle", "1s")]);
+    w.add_agent("smtp", Behaviour::Ok);
+    let first = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    w.expect_log(&format!("{first}: removed"), T);
+    assert_eq!(w.rewrite.connections(), 1);
+    std::thread::sleep(Duration::from_millis(2500));
+    let second = w.drop_message("sender@src.lab", &["b@d2.lab"]);
+    let _ = w.master().trigger(b"I");
+    w.expect_log(&format!("{second}: removed"), T);
+    assert_eq!(w.rewrite.connections(), 2, "{}", w.diagnostics());
+}
+
+#[test]
 fn rewrite_service_name_names_the_socket() {
     let mut w = World::with_params(&[("rewrite_service_name", "rewrite-b")]);
     w.add_agent("smtp", Behaviour::Ok);

@@ -456,16 +456,17 @@ impl Daemon {
                 .unwrap_or_default();
             timeout = Some(timeout.map_or(d, |t| t.min(d)));
         }
-        for at in [self.rewrite.retry_at, self.rewrite.deadline()]
-            .into_iter()
-            .flatten()
+        // The rewrite client's own times (as C's event timers): a retry, the server's time
+        // limit, and the ipc_idle/ipc_ttl close of an idle connection; no polling.
+        for at in [
+            self.rewrite.retry_at,
+            self.rewrite.deadline(),
+            self.rewrite.expire_at(),
+        ]
+        .into_iter()
+        .flatten()
         {
             let d = at.saturating_duration_since(now);
-            timeout = Some(timeout.map_or(d, |t| t.min(d)));
-        }
-        if self.rewrite.is_open() {
-            // Check the ipc_idle/ipc_ttl limits at least this often.
-            let d = Duration::from_secs(1);
             timeout = Some(timeout.map_or(d, |t| t.min(d)));
         }
         timeout

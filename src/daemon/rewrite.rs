@@ -487,6 +487,16 @@ impl<T> RewriteClient<T> {
         self.connect_failures
     }
 
+    /// When [`RewriteClient::expire`] will close the connection, if it is open with nothing in
+    /// flight (while queries are out, their answers or [`RewriteClient::deadline`] come first).
+    pub fn expire_at(&self) -> Option<Instant> {
+        self.conn.as_ref()?;
+        if !self.sent.is_empty() || !self.unsent.is_empty() {
+            return None;
+        }
+        Some((self.last_used + self.idle).min(self.opened + self.ttl))
+    }
+
     /// Closes an idle (`ipc_idle`) or old (`ipc_ttl`) connection with nothing in flight.
     /// Returns when to look again.
     pub fn expire(&mut self, now: Instant, registry: &Registry) -> Option<Instant> {
