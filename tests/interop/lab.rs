@@ -210,6 +210,44 @@ impl Lab {
     }
 }
 
+/// Files in a queue directory (hashed subdirectories included).
+pub fn files_in(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                files_in(&path)
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// A TCP port on 127.0.0.1 where nothing listens (connection refused).
+pub fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A server on 127.0.0.1 that accepts SMTP connections and never says a word (its
+/// connections are held for the rest of the test process).
+pub fn stalled_server() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in l.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    port
+}
+
 pub fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")

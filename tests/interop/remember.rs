@@ -3,16 +3,9 @@
 //! new mail deferred as "delivery temporarily suspended") or, by default, tries again as the
 //! C daemon does.
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use super::lab::{postfix_available, run, tail, Lab};
-
-/// A TCP port where nothing listens (connection refused).
-fn dead_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
+use super::lab::{dead_port, postfix_available, run, tail, Lab};
 
 /// Waits (60 s at most) until `done` holds for the maillog from byte `from` on.
 fn wait_log(lab: &Lab, from: usize, what: &str, done: impl Fn(&str) -> bool) {

@@ -3,44 +3,12 @@
 //! `postfix reload`, and the new queue manager takes them all up again within the same memory
 //! as the first; then the destination is fixed and every message is delivered.
 
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::lab::{postfix_available, run, tail, value, Lab};
+use super::lab::{files_in, postfix_available, run, stalled_server, tail, value, Lab};
 
 const MESSAGES: usize = 20_000;
-
-/// A server that accepts SMTP connections and never says a word.
-fn stalled_server() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in l.incoming().flatten() {
-            held.push(conn);
-        }
-    });
-    port
-}
-
-/// Files in a queue directory (hashed subdirectories included).
-fn files_in(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            let path = e.path();
-            if path.is_dir() {
-                files_in(&path)
-            } else {
-                1
-            }
-        })
-        .sum()
-}
 
 /// Waits until a queue manager has taken at least `n` messages into the active queue (its
 /// `(queue active)` lines in the maillog from byte `from` on) and active/ holds them; that

@@ -3,11 +3,10 @@
 //! through `status`, `status --json` and `metrics`; queries during a drain; a refused user.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::lab::{postfix_available, run, tail, value, Lab};
+use super::lab::{dead_port, files_in, postfix_available, run, stalled_server, tail, value, Lab};
 
 fn oqmgrctl(lab: &Lab, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_oqmgrctl"))
@@ -52,43 +51,6 @@ fn python(script: &str, input: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Files in a queue directory (hashed subdirectories included).
-fn files_in(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            let path = e.path();
-            if path.is_dir() {
-                files_in(&path)
-            } else {
-                1
-            }
-        })
-        .sum()
-}
-
-/// A TCP port where nothing listens (connection refused).
-fn dead_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// A server that accepts SMTP connections and never says a word.
-fn stalled_server() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in l.incoming().flatten() {
-            held.push(conn);
-        }
-    });
-    port
 }
 
 #[test]
