@@ -131,15 +131,7 @@ impl Scheduler {
             }
             if rate_delay > 0 {
                 self.queue_revive(q);
-                if let Some(queue) = self.queues.get_mut(q.0) {
-                    if queue.ready() {
-                        queue.state.window = SUSPENDED;
-                        queue.timer_seq = queue.timer_seq.wrapping_add(1);
-                        queue.wake_at = now + rate_delay;
-                        let timer = Timer::ResumeQueue(q, queue.timer_seq);
-                        self.deadlines.arm(now + rate_delay, timer);
-                    }
-                }
+                self.queue_suspend_until(q, now + rate_delay);
             }
         }
         if let Some(queue) = self.queues.get(q.0) {

@@ -203,22 +203,12 @@ impl Scheduler {
         reason: Vec<u8>,
     ) {
         let t = self.transport_find_or_create(name);
-        let Some(x) = self.transports.get_mut(t.0) else {
-            return;
-        };
-        if x.dead {
-            return;
-        }
-        x.dead = true;
-        x.dsn = Some(Dsn {
+        let dsn = Dsn {
             status,
             reason,
             ..Dsn::default()
-        });
-        x.timer_seq = x.timer_seq.wrapping_add(1);
-        x.wake_at = until;
-        let timer = Timer::ReviveTransport(t, x.timer_seq);
-        self.deadlines.arm(until, timer);
+        };
+        self.transport_dead_until(t, dsn, until);
     }
 
     fn remember_dead_queue(
@@ -237,13 +227,7 @@ impl Scheduler {
         if !queue.ready() || !queue.empty() {
             return;
         }
-        queue.state.window = 0;
-        queue.dsn = Some(dsn);
-        queue.dflags = 0;
-        queue.timer_seq = queue.timer_seq.wrapping_add(1);
-        queue.wake_at = until;
-        let timer = Timer::ReviveQueue(q, queue.timer_seq);
-        self.deadlines.arm(until, timer);
+        self.queue_dead_until(q, dsn, until);
     }
 
     fn remember_suspended_queue(
@@ -261,11 +245,7 @@ impl Scheduler {
         if !queue.ready() || !queue.empty() {
             return;
         }
-        queue.state.window = SUSPENDED;
-        queue.timer_seq = queue.timer_seq.wrapping_add(1);
-        queue.wake_at = until;
-        let timer = Timer::ResumeQueue(q, queue.timer_seq);
-        self.deadlines.arm(until, timer);
+        self.queue_suspend_until(q, until);
     }
 
     /// A new queue starts at its remembered window (within the transport's limit), once.

@@ -178,12 +178,7 @@ impl Scheduler {
             .state
             .negative(limits.negative_feedback, limits.failed_cohort_limit);
         if dead {
-            queue.dsn = Some(dsn.clone());
-            queue.dflags = 0;
-            queue.timer_seq = queue.timer_seq.wrapping_add(1);
-            queue.wake_at = now + min_backoff;
-            let timer = Timer::ReviveQueue(q, queue.timer_seq);
-            self.deadlines.arm(now + min_backoff, timer);
+            self.queue_dead_until(q, dsn.clone(), now + min_backoff);
         }
         const MYNAME: &str = "qmgr_queue_throttle";
         if was_ready && !dead {
@@ -211,6 +206,36 @@ impl Scheduler {
             queue.timer_seq = queue.timer_seq.wrapping_add(1);
         }
         self.log_window(q, "qmgr_queue_unthrottle");
+    }
+
+    /// A destination whose window is down to 0 is dead until `until`, when its revival
+    /// timer fires (the dead half of qmgr_queue_throttle; also a remembered death).
+    pub(super) fn queue_dead_until(&mut self, q: DestRef, dsn: Dsn, until: u64) {
+        let Some(queue) = self.queues.get_mut(q.0) else {
+            return;
+        };
+        queue.state.window = 0;
+        queue.dsn = Some(dsn);
+        queue.dflags = 0;
+        queue.timer_seq = queue.timer_seq.wrapping_add(1);
+        queue.wake_at = until;
+        let timer = Timer::ReviveQueue(q, queue.timer_seq);
+        self.deadlines.arm(until, timer);
+    }
+
+    /// A ready destination is suspended until `until` (qmgr_queue_suspend: the rate delay).
+    pub(super) fn queue_suspend_until(&mut self, q: DestRef, until: u64) {
+        let Some(queue) = self.queues.get_mut(q.0) else {
+            return;
+        };
+        if !queue.ready() {
+            return;
+        }
+        queue.state.window = SUSPENDED;
+        queue.timer_seq = queue.timer_seq.wrapping_add(1);
+        queue.wake_at = until;
+        let timer = Timer::ResumeQueue(q, queue.timer_seq);
+        self.deadlines.arm(until, timer);
     }
 
     /// A ready, empty destination is forgotten; dead ones stay as the status cache.

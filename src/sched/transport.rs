@@ -132,8 +132,14 @@ impl Scheduler {
         self.defer_transport(now, t, &dsn);
     }
 
+    /// qmgr_transport_throttle: the transport is dead for transport_retry_time.
     pub(super) fn transport_throttle(&mut self, now: u64, t: TransportRef, dsn: &Dsn) {
-        let retry_time = self.cfg.transport_retry_time;
+        self.transport_dead_until(t, dsn.clone(), now + self.cfg.transport_retry_time);
+    }
+
+    /// A live transport dies until `until`, when its revival timer fires (also for a
+    /// remembered death).
+    pub(super) fn transport_dead_until(&mut self, t: TransportRef, dsn: Dsn, until: u64) {
         let Some(x) = self.transports.get_mut(t.0) else {
             return;
         };
@@ -141,11 +147,11 @@ impl Scheduler {
             return;
         }
         x.dead = true;
-        x.dsn = Some(dsn.clone());
+        x.dsn = Some(dsn);
         x.timer_seq = x.timer_seq.wrapping_add(1);
-        x.wake_at = now + retry_time;
+        x.wake_at = until;
         let timer = Timer::ReviveTransport(t, x.timer_seq);
-        self.deadlines.arm(now + retry_time, timer);
+        self.deadlines.arm(until, timer);
     }
 
     pub(super) fn transport_dead_ref(&self, t: TransportRef) -> bool {

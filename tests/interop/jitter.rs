@@ -3,32 +3,14 @@
 //! without jitter they lie within seconds of each other (the next retry wave), with
 //! `oqmgr_backoff_jitter = 30` they spread over more than a minute.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::lab::{postfix_available, run, tail, Lab};
+use super::lab::{files_under, postfix_available, run, tail, Lab};
 
 const MESSAGES: usize = 300;
 
 fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// The files under `dir`, recursively (deferred/ is hashed).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read queue directory") {
-            let path = entry.expect("directory entry").path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
 }
 
 /// Defers MESSAGES one-recipient messages at a refused destination in one burst (injected

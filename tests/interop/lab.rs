@@ -210,22 +210,28 @@ impl Lab {
     }
 }
 
-/// Files in a queue directory (hashed subdirectories included).
-pub fn files_in(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            let path = e.path();
+/// The files in a queue directory, hashed subdirectories included (none when it is missing).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
             if path.is_dir() {
-                files_in(&path)
+                dirs.push(path);
             } else {
-                1
+                files.push(path);
             }
-        })
-        .sum()
+        }
+    }
+    files
+}
+
+/// How many files a queue directory holds (see [`files_under`]).
+pub fn files_in(dir: &Path) -> usize {
+    files_under(dir).len()
 }
 
 /// A TCP port on 127.0.0.1 where nothing listens (connection refused).

@@ -173,18 +173,7 @@ fn delay_warnings_go_out_once_through_the_real_defer_daemon() {
         "notices delivered"
     );
     // Every deferred file has its W record rewritten to -1: no second warning.
-    let mut files = Vec::new();
-    let mut dirs = vec![lab.dir.join("spool/deferred")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("deferred") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
+    let files = lab::files_under(&lab.dir.join("spool/deferred"));
     assert_eq!(files.len(), 10);
     for path in files {
         let file = std::fs::File::open(&path).expect("queue file");
