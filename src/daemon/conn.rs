@@ -32,6 +32,23 @@ pub fn socket_name(path: &str) -> String {
     format!("{path} socket")
 }
 
+/// What a readiness event said about a connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Readiness {
+    pub writable: bool,
+    /// The peer's end is closed or in error: read on to EOF (see [`Conn::fill_on_event`]).
+    pub hangup: bool,
+}
+
+impl Readiness {
+    pub fn of(event: &mio::event::Event) -> Readiness {
+        Readiness {
+            writable: event.is_writable(),
+            hangup: event.is_read_closed() || event.is_error(),
+        }
+    }
+}
+
 /// One stream to `private/<service>` or `public/<service>`.
 pub struct Conn {
     pub stream: UnixStream,
@@ -93,8 +110,20 @@ impl Conn {
     /// Reads everything available into complete lists. EOF is remembered, not an error: a
     /// reply may arrive together with the close. Reads go on until EAGAIN even after a short
     /// read: with edge-triggered readiness, a close that arrived with the data raises no new
-    /// edge and is seen only by reading again.
+    /// edge and is seen only by reading again. For reads outside a readiness event (timers).
     pub fn fill(&mut self) -> Result<(), ConnError> {
+        self.read_lists(true)
+    }
+
+    /// [`Conn::fill`] for a readiness event; `hangup`: the event said the peer's end is closed
+    /// (or in error). Without it, a short read means the socket is empty: the read that would
+    /// only say EAGAIN is saved (one per reply), and data or a close arriving later raises a
+    /// new edge. With it, reading goes on until EOF, so a close that came with the data is seen.
+    pub fn fill_on_event(&mut self, hangup: bool) -> Result<(), ConnError> {
+        self.read_lists(hangup)
+    }
+
+    fn read_lists(&mut self, to_eagain: bool) -> Result<(), ConnError> {
         let mut buf = [0u8; 8192];
         loop {
             match self.stream.read(&mut buf) {
@@ -103,8 +132,12 @@ impl Conn {
                     return Ok(());
                 }
                 Ok(n) => {
-                    let lists = self.decoder.feed(&buf[..n]).map_err(ConnError::Attr)?;
-                    self.lists.extend(lists);
+                    self.decoder
+                        .feed_into(&buf[..n], &mut self.lists)
+                        .map_err(ConnError::Attr)?;
+                    if n < buf.len() && !to_eagain {
+                        return Ok(());
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -126,5 +159,34 @@ impl Conn {
     /// attr_scan's warning when the input ends now (a close or a reset): none between lists.
     pub fn cut_off_warning(&self) -> Option<String> {
         self.decoder.eof_warning(&socket_name(&self.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Conn, std::os::unix::net::UnixStream) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        (
+            Conn::new(UnixStream::from_std(ours), "private/test"),
+            theirs,
+        )
+    }
+
+    #[test]
+    fn a_short_read_ends_the_fill_and_a_hangup_reads_on_to_eof() {
+        let (mut conn, mut peer) = pair();
+        peer.write_all(b"status\x000\0\0").unwrap();
+        drop(peer);
+        // Without a hang-up in the event, the short read is taken as "empty": the close that
+        // came with the data waits for its own event.
+        conn.fill_on_event(false).unwrap();
+        assert!(conn.next_list().is_some());
+        assert!(!conn.at_eof());
+        // The event that says so reads on and sees it.
+        conn.fill_on_event(true).unwrap();
+        assert!(conn.at_eof());
     }
 }

@@ -10,7 +10,7 @@ use std::io;
 use crate::proto::attr::AttrMessage;
 use log::warn;
 
-use super::conn::{socket_name, Conn, ConnError};
+use super::conn::{socket_name, Conn, ConnError, Readiness};
 use super::peers::{Peer, PeerId, PeerTimer};
 use super::{fatal, Daemon, TimerKind};
 use crate::proto::attr::{AttrList, ScanMode};
@@ -67,16 +67,20 @@ pub enum AgentVerdict {
 impl AgentConn {
     /// Writes what is left of the request, then reads what arrived. `rate_delay` gives a
     /// transport's rate delay by name; it is asked only when the agent first speaks.
-    pub fn ready(&mut self, writable: bool, rate_delay: impl FnOnce(&str) -> u64) -> AgentVerdict {
+    pub fn ready(
+        &mut self,
+        ready: Readiness,
+        rate_delay: impl FnOnce(&str) -> u64,
+    ) -> AgentVerdict {
         let mut written = false;
-        if writable && self.conn.wants_write() {
+        if ready.writable && self.conn.wants_write() {
             match self.conn.flush() {
                 Ok(true) => written = true,
                 Ok(false) => {}
                 Err(e) => return AgentVerdict::WriteFailed(e),
             }
         }
-        let filled = self.conn.fill();
+        let filled = self.conn.fill_on_event(ready.hangup);
         let verdict = match &self.state {
             AgentState::Connecting => {
                 // The agent spoke or hung up. As qmgr_transport_event: with a rate delay, the
@@ -228,13 +232,13 @@ impl Daemon {
         self.run_actions(now);
     }
 
-    pub(super) fn on_agent_ready(&mut self, id: PeerId, writable: bool) {
+    pub(super) fn on_agent_ready(&mut self, id: PeerId, ready: Readiness) {
         let now = super::now_secs();
         let sched = &self.sched;
         let Some(agent) = self.peers.agent_mut(id) else {
             return;
         };
-        let verdict = agent.ready(writable, |name| transport_rate_delay(sched, name));
+        let verdict = agent.ready(ready, |name| transport_rate_delay(sched, name));
         self.sync_interest(id);
         self.on_agent_verdict(now, id, verdict);
     }

@@ -347,10 +347,11 @@ impl Daemon {
         }
     }
 
-    pub(super) fn on_rewrite_ready(&mut self, now: u64) {
+    pub(super) fn on_rewrite_ready(&mut self, now: u64, hangup: bool) {
         let mut answers = Vec::new();
         let result = self.rewrite.on_ready(
             std::time::Instant::now(),
+            hangup,
             self.poll.registry(),
             &mut answers,
         );

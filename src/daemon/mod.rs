@@ -342,7 +342,7 @@ impl Daemon {
                 if self.master_gone {
                     break;
                 }
-                self.dispatch(event.token(), event.is_writable());
+                self.dispatch(event.token(), conn::Readiness::of(event));
             }
             if !self.master_gone {
                 self.fire_timers();
@@ -472,7 +472,7 @@ impl Daemon {
         timeout
     }
 
-    fn dispatch(&mut self, token: Token, writable: bool) {
+    fn dispatch(&mut self, token: Token, ready: conn::Readiness) {
         match token {
             LISTEN => self.on_trigger(),
             STATUS if fds::master_gone(self.master_status()) => self.master_gone = true,
@@ -482,12 +482,12 @@ impl Daemon {
                     w.drain();
                 }
             }
-            REWRITE => self.on_rewrite_ready(now_secs()),
+            REWRITE => self.on_rewrite_ready(now_secs(), ready.hangup),
             STATUS_SERVER => self.on_status_listener(),
             Token(t) if (FIRST_STATUS_CLIENT..FIRST_PEER).contains(&t) => {
                 self.on_status_client(t - FIRST_STATUS_CLIENT)
             }
-            Token(t) if t >= FIRST_PEER => self.on_peer_ready(t - FIRST_PEER, writable),
+            Token(t) if t >= FIRST_PEER => self.on_peer_ready(t - FIRST_PEER, ready),
             _ => {}
         }
     }

@@ -3,7 +3,7 @@
 //! what happened as a [`NotifyVerdict`]; the completion chain gets one callback,
 //! [`Daemon::notify_result`], with 0 for done and -1 for any failure or time-out.
 
-use super::conn::Conn;
+use super::conn::{Conn, Readiness};
 use super::peers::{Peer, PeerId, PeerTimer};
 use super::Daemon;
 use crate::proto::bounce::StatusReply;
@@ -50,16 +50,16 @@ impl<T> NotifyConn<T> {
 
     /// Writes what is pending, then reads what arrived: the announcement sends the request,
     /// the reply ends the exchange.
-    pub fn ready(&mut self, writable: bool) -> NotifyVerdict {
+    pub fn ready(&mut self, ready: Readiness) -> NotifyVerdict {
         let mut written = false;
-        if writable && self.conn.wants_write() {
+        if ready.writable && self.conn.wants_write() {
             match self.conn.flush() {
                 Ok(true) => written = true,
                 Ok(false) => return NotifyVerdict::Pending,
                 Err(_) => return NotifyVerdict::Done(-1),
             }
         }
-        match self.exchange(&mut written) {
+        match self.exchange(&mut written, ready.hangup) {
             Some(status) => NotifyVerdict::Done(status),
             None if written => NotifyVerdict::RequestWritten,
             None => NotifyVerdict::Pending,
@@ -68,8 +68,8 @@ impl<T> NotifyConn<T> {
 
     /// The status once the exchange is over (-1: a failure of any kind); `written` is set
     /// when the request went out in full.
-    fn exchange(&mut self, written: &mut bool) -> Option<i32> {
-        if self.conn.fill().is_err() {
+    fn exchange(&mut self, written: &mut bool, hangup: bool) -> Option<i32> {
+        if self.conn.fill_on_event(hangup).is_err() {
             return Some(-1);
         }
         loop {
@@ -121,12 +121,12 @@ impl Daemon {
         }
     }
 
-    pub(super) fn on_notify_ready(&mut self, id: PeerId, writable: bool) {
+    pub(super) fn on_notify_ready(&mut self, id: PeerId, ready: Readiness) {
         let now = super::now_secs();
         let Some(n) = self.peers.notify_mut(id) else {
             return;
         };
-        let verdict = n.ready(writable);
+        let verdict = n.ready(ready);
         self.sync_interest(id);
         match verdict {
             NotifyVerdict::Pending => {}
@@ -175,29 +175,33 @@ mod tests {
     #[test]
     fn the_request_goes_out_after_the_announcement_and_the_reply_ends_it() {
         let (mut n, mut service) = request();
-        assert_eq!(n.ready(false), NotifyVerdict::Pending);
+        assert_eq!(n.ready(Readiness::default()), NotifyVerdict::Pending);
         announce(&mut service, Protocol::DeliveryStatus);
-        assert_eq!(n.ready(false), NotifyVerdict::RequestWritten);
+        assert_eq!(n.ready(Readiness::default()), NotifyVerdict::RequestWritten);
         let mut got = [0u8; 8];
         service.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"request\0");
-        assert_eq!(n.ready(false), NotifyVerdict::Pending);
+        assert_eq!(n.ready(Readiness::default()), NotifyVerdict::Pending);
         service
             .write_all(&StatusReply { status: 0 }.to_bytes())
             .unwrap();
-        assert_eq!(n.ready(false), NotifyVerdict::Done(0));
+        assert_eq!(n.ready(Readiness::default()), NotifyVerdict::Done(0));
     }
 
     #[test]
     fn a_wrong_announcement_or_a_hang_up_fails_the_request() {
         let (mut n, mut service) = request();
         announce(&mut service, Protocol::DeliveryRequest);
-        assert_eq!(n.ready(false), NotifyVerdict::Done(-1));
+        assert_eq!(n.ready(Readiness::default()), NotifyVerdict::Done(-1));
 
         let (mut n, mut service) = request();
         announce(&mut service, Protocol::DeliveryStatus);
-        assert_eq!(n.ready(false), NotifyVerdict::RequestWritten);
+        assert_eq!(n.ready(Readiness::default()), NotifyVerdict::RequestWritten);
         drop(service);
-        assert_eq!(n.ready(false), NotifyVerdict::Done(-1));
+        let hangup = Readiness {
+            writable: false,
+            hangup: true,
+        };
+        assert_eq!(n.ready(hangup), NotifyVerdict::Done(-1));
     }
 }

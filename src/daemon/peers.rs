@@ -7,7 +7,7 @@ use log::warn;
 use mio::net::UnixStream;
 use mio::{Interest, Token};
 
-use super::conn::Conn;
+use super::conn::{Conn, Readiness};
 use super::deliver::AgentConn;
 use super::notify::{NotifyConn, NotifyFor};
 use super::timers::TimerId;
@@ -116,11 +116,13 @@ impl Daemon {
     }
 
     pub(super) fn remove_peer(&mut self, id: PeerId) -> Option<Peer> {
-        let mut slot = self.peers.0.remove(id.0)?;
+        let slot = self.peers.0.remove(id.0)?;
         if let Some(timer) = slot.timer {
             self.timers.cancel(timer);
         }
-        let _ = self.poll.registry().deregister(slot.peer.stream());
+        // No deregister: the caller drops the connection before the loop polls again, and
+        // closing a descriptor nobody duplicated takes it out of the epoll set; that saves an
+        // epoll_ctl per delivery.
         Some(slot.peer)
     }
 
@@ -159,13 +161,13 @@ impl Daemon {
     }
 
     /// Readiness on the connection in slot `index` (its token's).
-    pub(super) fn on_peer_ready(&mut self, index: usize, writable: bool) {
+    pub(super) fn on_peer_ready(&mut self, index: usize, ready: Readiness) {
         let Some(id) = self.peers.0.id_at(index).map(PeerId) else {
             return;
         };
         match self.peers.0.get(id.0).map(|slot| &slot.peer) {
-            Some(Peer::Agent(_)) => self.on_agent_ready(id, writable),
-            Some(Peer::Notify(_)) => self.on_notify_ready(id, writable),
+            Some(Peer::Agent(_)) => self.on_agent_ready(id, ready),
+            Some(Peer::Notify(_)) => self.on_notify_ready(id, ready),
             None => {}
         }
     }

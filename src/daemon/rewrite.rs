@@ -389,13 +389,14 @@ impl<T> RewriteClient<T> {
     pub fn on_ready(
         &mut self,
         now: Instant,
+        hangup: bool,
         registry: &Registry,
         answers: &mut Vec<(T, Query, Answer)>,
     ) -> Result<(), RewriteTrouble> {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
-        conn.fill().map_err(|e| match e {
+        conn.fill_on_event(hangup).map_err(|e| match e {
             ConnError::Attr(e) => RewriteTrouble::BadReply(e.warning(&self.stream)),
             other => RewriteTrouble::Conn(other),
         })?;

@@ -419,14 +419,33 @@ impl AttrDecoder {
     }
 
     /// Consumes a whole chunk and returns every list it completed, in order.
-    pub fn feed(&mut self, mut input: &[u8]) -> Result<Vec<AttrList>, AttrError> {
-        let mut lists = Vec::new();
+    pub fn feed(&mut self, input: &[u8]) -> Result<Vec<AttrList>, AttrError> {
+        let mut lists = std::collections::VecDeque::new();
+        self.feed_into(input, &mut lists)?;
+        Ok(lists.into())
+    }
+
+    /// [`AttrDecoder::feed`] appending to `lists` (no vector per chunk); on an error, `lists`
+    /// is left as it was, as `feed` returns none of the chunk's lists then.
+    pub fn feed_into(
+        &mut self,
+        mut input: &[u8],
+        lists: &mut std::collections::VecDeque<AttrList>,
+    ) -> Result<(), AttrError> {
+        let before = lists.len();
         while !input.is_empty() {
-            let (used, list) = self.push(input)?;
-            lists.extend(list);
-            input = input.get(used..).unwrap_or_default();
+            match self.push(input) {
+                Ok((used, list)) => {
+                    lists.extend(list);
+                    input = input.get(used..).unwrap_or_default();
+                }
+                Err(e) => {
+                    lists.truncate(before);
+                    return Err(e);
+                }
+            }
         }
-        Ok(lists)
+        Ok(())
     }
 
     /// True when no part of a list is buffered (the peer is between lists).
