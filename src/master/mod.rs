@@ -6,6 +6,7 @@
 
 pub mod fds;
 pub mod flow;
+pub mod lookup;
 pub mod options;
 pub mod process;
 pub mod status;
