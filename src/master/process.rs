@@ -373,7 +373,17 @@ fn look_up_login(name: &str) -> Option<Login> {
     let here = || {
         let user = User::from_name(name).ok().flatten()?;
         let c_name = CString::new(name).ok()?;
-        let groups = lookup::group_list(&c_name, user.gid.as_raw());
+        let mut groups = lookup::group_list(&c_name, user.gid.as_raw());
+        // initgroups(3) asks for at most NGROUPS_MAX groups; asked here, in the child, so that
+        // the daemon does not map libc's sysconf code for it.
+        let limit = nix::unistd::sysconf(nix::unistd::SysconfVar::NGROUPS_MAX)
+            .ok()
+            .flatten()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n > 0);
+        if let Some(limit) = limit {
+            groups.truncate(limit);
+        }
         Some(Login {
             uid: user.uid.as_raw(),
             gid: user.gid.as_raw(),
@@ -406,17 +416,10 @@ fn look_up_login(name: &str) -> Option<Login> {
     lookup::in_child(&ask).and_then(decode).unwrap_or_else(here)
 }
 
-/// setgroups(2) as initgroups(3) calls it: at most NGROUPS_MAX groups, and fewer while the
-/// kernel says EINVAL.
+/// setgroups(2) as initgroups(3) calls it: fewer groups while the kernel says EINVAL.
 fn set_groups(groups: &[u32]) -> Result<(), PrivilegeError> {
-    let limit = nix::unistd::sysconf(nix::unistd::SysconfVar::NGROUPS_MAX)
-        .ok()
-        .flatten()
-        .and_then(|n| usize::try_from(n).ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(usize::MAX);
     let gids: Vec<Gid> = groups.iter().map(|&g| Gid::from_raw(g)).collect();
-    let mut n = gids.len().min(limit);
+    let mut n = gids.len();
     loop {
         match nix::unistd::setgroups(&gids[..n]) {
             Ok(()) => return Ok(()),
@@ -514,6 +517,20 @@ mod tests {
             err.to_string(),
             "file /etc/postfix/main.cf: parameter mail_owner: unknown user name value: no-such-user-oqmgr"
         );
+    }
+
+    #[test]
+    fn a_login_from_the_child_is_what_libc_says_here() {
+        let found = look_up_login("root").unwrap();
+        let root = User::from_name("root").unwrap().unwrap();
+        assert_eq!(
+            (found.uid, found.gid),
+            (root.uid.as_raw(), root.gid.as_raw())
+        );
+        let groups = nix::unistd::getgrouplist(c"root", root.gid).unwrap();
+        let groups: Vec<u32> = groups.iter().map(|g| g.as_raw()).collect();
+        assert_eq!(found.groups, groups);
+        assert_eq!(look_up_login("no-such-user-oqmgr"), None);
     }
 
     #[test]
