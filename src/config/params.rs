@@ -177,6 +177,9 @@ fn default_text(spec: &ParamSpec) -> &'static str {
     }
 }
 
+// Not inlined: read_all calls it once per parameter, and inlined copies made read_all alone
+// ~70 KiB of start-up-only code (more of the binary mapped into every queue manager).
+#[inline(never)]
 fn read_typed<T: ReadTyped>(config: &Config, name: &str) -> Result<T, ConfigError> {
     let spec = param_spec(name)
         .ok_or_else(|| ConfigError::Invalid(format!("unknown parameter {name}")))?;

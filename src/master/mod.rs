@@ -2,10 +2,12 @@
 //! status socket, the flow-control tokens we hand out, and the trigger requests we accept.
 //!
 //! `options`, `status`, `flow` and `trigger` are pure; `fds`, `process` and `watchdog` do the
-//! I/O on the descriptors master hands us, for the daemon loop.
+//! I/O on the descriptors master hands us, for the daemon loop; `lookup` asks the account
+//! database from a short-lived child, so that its NSS modules never map into the daemon.
 
 pub mod fds;
 pub mod flow;
+pub mod lookup;
 pub mod options;
 pub mod process;
 pub mod status;

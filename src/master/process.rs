@@ -15,6 +15,7 @@ use std::path::Path;
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::unistd::{Gid, Uid, User};
 
+use super::lookup;
 use super::status::{parse_generation, BadGeneration};
 use crate::maillog::strerror;
 
@@ -205,8 +206,44 @@ pub fn check_mail_owner(config_dir: &str, mail_owner: &str) -> Result<Owner, Mai
 }
 
 /// mail_params_init's checks of the three accounts, in its order (check_default_privs,
-/// check_mail_owner, check_sgid_group, check_overlap); the error is the C fatal text.
+/// check_mail_owner, check_sgid_group, check_overlap); the error is the C fatal text. The
+/// lookups run in a child (see `lookup`).
 pub fn check_accounts(
+    config_dir: &str,
+    mail_owner: &str,
+    default_privs: &str,
+    setgid_group: &str,
+) -> Result<Owner, String> {
+    let check = || check_accounts_here(config_dir, mail_owner, default_privs, setgid_group);
+    let ask = |out: &mut Vec<u8>| match check() {
+        Ok(owner) => {
+            out.push(0);
+            lookup::put_u32(out, owner.uid);
+            lookup::put_u32(out, owner.gid);
+        }
+        Err(text) => {
+            out.push(1);
+            out.extend_from_slice(text.as_bytes());
+        }
+    };
+    let decode = |answer: Vec<u8>| -> Option<Result<Owner, String>> {
+        let (&tag, mut rest) = answer.split_first()?;
+        match tag {
+            0 => {
+                let uid = lookup::get_u32(&mut rest)?;
+                let gid = lookup::get_u32(&mut rest)?;
+                rest.is_empty().then_some(Ok(Owner { uid, gid }))
+            }
+            1 => String::from_utf8(rest.to_vec()).ok().map(Err),
+            _ => None,
+        }
+    };
+    lookup::in_child(&ask)
+        .and_then(decode)
+        .unwrap_or_else(check)
+}
+
+fn check_accounts_here(
     config_dir: &str,
     mail_owner: &str,
     default_privs: &str,
@@ -323,6 +360,75 @@ extern "C" {
     fn tzset();
 }
 
+/// A login's ids and the groups initgroups(3) would give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Login {
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+}
+
+/// getpwnam(name) and getgrouplist(name, its gid), in a child (see `lookup`).
+fn look_up_login(name: &str) -> Option<Login> {
+    let here = || {
+        let user = User::from_name(name).ok().flatten()?;
+        let c_name = CString::new(name).ok()?;
+        let mut groups = lookup::group_list(&c_name, user.gid.as_raw());
+        // initgroups(3) asks for at most NGROUPS_MAX groups; asked here, in the child, so that
+        // the daemon does not map libc's sysconf code for it.
+        let limit = nix::unistd::sysconf(nix::unistd::SysconfVar::NGROUPS_MAX)
+            .ok()
+            .flatten()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n > 0);
+        if let Some(limit) = limit {
+            groups.truncate(limit);
+        }
+        Some(Login {
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            groups,
+        })
+    };
+    let ask = |out: &mut Vec<u8>| {
+        if let Some(login) = here() {
+            for v in [login.uid, login.gid] {
+                lookup::put_u32(out, v);
+            }
+            for &g in &login.groups {
+                lookup::put_u32(out, g);
+            }
+        }
+    };
+    let decode = |answer: Vec<u8>| -> Option<Option<Login>> {
+        let mut rest = answer.as_slice();
+        if rest.is_empty() {
+            return Some(None);
+        }
+        let uid = lookup::get_u32(&mut rest)?;
+        let gid = lookup::get_u32(&mut rest)?;
+        let mut groups = Vec::with_capacity(rest.len() / 4);
+        while !rest.is_empty() {
+            groups.push(lookup::get_u32(&mut rest)?);
+        }
+        Some(Some(Login { uid, gid, groups }))
+    };
+    lookup::in_child(&ask).and_then(decode).unwrap_or_else(here)
+}
+
+/// setgroups(2) as initgroups(3) calls it: fewer groups while the kernel says EINVAL.
+fn set_groups(groups: &[u32]) -> Result<(), PrivilegeError> {
+    let gids: Vec<Gid> = groups.iter().map(|&g| Gid::from_raw(g)).collect();
+    let mut n = gids.len();
+    loop {
+        match nix::unistd::setgroups(&gids[..n]) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EINVAL) if n > 1 => n -= 1,
+            Err(e) => return Err(PrivilegeError::Initgroups(e.into())),
+        }
+    }
+}
+
 /// Restricts the process as chroot_uid() does, in its order: look `user` up, setgid to its
 /// primary group, initgroups, then (with `root_dir`, i.e. `-c`) chroot + chdir("/"), and
 /// last setuid. The time zone is loaded first, while /etc/localtime is still reachable.
@@ -333,17 +439,12 @@ pub fn drop_privileges(user: Option<&str>, root_dir: Option<&[u8]>) -> Result<()
     unsafe { tzset() };
     let account = match user {
         Some(name) => {
-            let found = User::from_name(name)
-                .ok()
-                .flatten()
-                .ok_or_else(|| PrivilegeError::UnknownUser(name.to_string()))?;
-            let c_name =
-                CString::new(name).map_err(|_| PrivilegeError::UnknownUser(name.to_string()))?;
-            nix::unistd::setgid(found.gid)
-                .map_err(|e| PrivilegeError::Setgid(found.gid.as_raw(), e.into()))?;
-            nix::unistd::initgroups(&c_name, found.gid)
-                .map_err(|e| PrivilegeError::Initgroups(e.into()))?;
-            Some(found.uid)
+            let found =
+                look_up_login(name).ok_or_else(|| PrivilegeError::UnknownUser(name.to_string()))?;
+            nix::unistd::setgid(Gid::from_raw(found.gid))
+                .map_err(|e| PrivilegeError::Setgid(found.gid, e.into()))?;
+            set_groups(&found.groups)?;
+            Some(Uid::from_raw(found.uid))
         }
         None => None,
     };
@@ -416,6 +517,20 @@ mod tests {
             err.to_string(),
             "file /etc/postfix/main.cf: parameter mail_owner: unknown user name value: no-such-user-oqmgr"
         );
+    }
+
+    #[test]
+    fn a_login_from_the_child_is_what_libc_says_here() {
+        let found = look_up_login("root").unwrap();
+        let root = User::from_name("root").unwrap().unwrap();
+        assert_eq!(
+            (found.uid, found.gid),
+            (root.uid.as_raw(), root.gid.as_raw())
+        );
+        let groups = nix::unistd::getgrouplist(c"root", root.gid).unwrap();
+        let groups: Vec<u32> = groups.iter().map(|g| g.as_raw()).collect();
+        assert_eq!(found.groups, groups);
+        assert_eq!(look_up_login("no-such-user-oqmgr"), None);
     }
 
     #[test]
