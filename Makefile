@@ -4,7 +4,8 @@
 #   make test      every test: unit, property, fake-peer and real-Postfix interop (installs deps)
 #   make bench     ours and Debian's C oqmgr side by side, in one run
 #   make lint      rustfmt check, clippy -D warnings, mandoc -Tlint of the manual pages
-#   make install   oqmgr into Postfix's daemon_directory, oqmgrctl into its command_directory,
+#   make install   oqmgr into Postfix's daemon_directory, oqmgrctl into its command_directory
+#                  (both stripped; KEEP_DEBUG=yes keeps their debug info under /usr/lib/debug),
 #                  manual pages into sections 8 and 1
 
 SHELL        := /bin/bash
@@ -20,6 +21,12 @@ COMMAND_DIR  ?= $(shell $(POSTCONF) -h command_directory 2>/dev/null || echo /us
 BIN          := target/release/oqmgr
 CTL_BIN      := target/release/oqmgrctl
 MAN_PAGES    := man/oqmgr.8 man/oqmgrctl.1
+# Installed programs are stripped (the release build keeps line tables for profiles). With
+# KEEP_DEBUG=yes their debug info goes to DEBUG_DIR/.build-id/, where gdb and perf find it.
+STRIP        ?= strip
+OBJCOPY      ?= objcopy
+KEEP_DEBUG   ?= no
+DEBUG_DIR    ?= /usr/lib/debug
 
 .PHONY: all build deps test lint demo bench lab-check install uninstall clean
 
@@ -82,9 +89,16 @@ install: build
 	    && dpkg -S $(DAEMON_DIR)/oqmgr >/dev/null 2>&1; then \
 	  dpkg-divert --local --rename --divert $(DAEMON_DIR)/oqmgr.distrib --add $(DAEMON_DIR)/oqmgr; \
 	fi
-	install -m 0755 $(BIN) $(DESTDIR)$(DAEMON_DIR)/$(PROGRAM)
+	install -m 0755 -s --strip-program=$(STRIP) $(BIN) $(DESTDIR)$(DAEMON_DIR)/$(PROGRAM)
 	install -m 0644 man/oqmgr.8 $(DESTDIR)$(MANDIR)/man8/oqmgr.8
-	install -m 0755 $(CTL_BIN) $(DESTDIR)$(COMMAND_DIR)/oqmgrctl
+	install -m 0755 -s --strip-program=$(STRIP) $(CTL_BIN) $(DESTDIR)$(COMMAND_DIR)/oqmgrctl
+	@if [ "$(KEEP_DEBUG)" = yes ]; then for b in $(BIN) $(CTL_BIN); do \
+	  id=$$(readelf -n $$b | sed -n 's/.*Build ID: //p'); [ -n "$$id" ] || continue; \
+	  install -d $(DESTDIR)$(DEBUG_DIR)/.build-id/$${id:0:2}; \
+	  $(OBJCOPY) --only-keep-debug --compress-debug-sections $$b \
+	    $(DESTDIR)$(DEBUG_DIR)/.build-id/$${id:0:2}/$${id:2}.debug; \
+	  echo "debug info of $$b: $(DESTDIR)$(DEBUG_DIR)/.build-id/$${id:0:2}/$${id:2}.debug"; \
+	done; fi
 	install -m 0644 man/oqmgrctl.1 $(DESTDIR)$(MANDIR)/man1/oqmgrctl.1
 	@echo "installed $(DESTDIR)$(DAEMON_DIR)/$(PROGRAM) and $(DESTDIR)$(COMMAND_DIR)/oqmgrctl;"
 	@echo "now set the qmgr row's command to $(PROGRAM)"
@@ -93,6 +107,9 @@ install: build
 uninstall:
 	rm -f $(DESTDIR)$(DAEMON_DIR)/$(PROGRAM) $(DESTDIR)$(MANDIR)/man8/oqmgr.8
 	rm -f $(DESTDIR)$(COMMAND_DIR)/oqmgrctl $(DESTDIR)$(MANDIR)/man1/oqmgrctl.1
+	@for b in $(BIN) $(CTL_BIN); do [ -f $$b ] || continue; \
+	  id=$$(readelf -n $$b | sed -n 's/.*Build ID: //p'); [ -n "$$id" ] || continue; \
+	  rm -f $(DESTDIR)$(DEBUG_DIR)/.build-id/$${id:0:2}/$${id:2}.debug; done
 	@if [ -z "$(DESTDIR)" ] && [ "$(PROGRAM)" = oqmgr ] && command -v dpkg-divert >/dev/null \
 	    && dpkg-divert --listpackage $(DAEMON_DIR)/oqmgr 2>/dev/null | grep -q LOCAL; then \
 	  dpkg-divert --local --rename --divert $(DAEMON_DIR)/oqmgr.distrib --remove $(DAEMON_DIR)/oqmgr; \
