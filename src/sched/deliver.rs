@@ -106,7 +106,7 @@ impl Scheduler {
             sasl_sender: env.attrs.sasl_sender().to_vec(),
             log_ident: env.attrs.log_ident().to_vec(),
             rewrite_context: env.attrs.rewrite_context().to_vec(),
-            recipients: entry.recipients.clone(),
+            recipients: entry.recipients.to_vec(),
         })
     }
 

@@ -279,30 +279,31 @@ impl Scheduler {
                 .cmp(&key(qb))
                 .then_with(|| route::compare_addresses(&ra.address, &rb.address))
         });
-        let mut current: Option<EntryRef> = None;
-        for (q, recipient) in placed {
-            let reuse = current.filter(|e| {
-                let Some(entry) = self.entries.get(e.0) else {
-                    return false;
-                };
-                let limit = self
-                    .queues
+        // Consecutive recipients of one queue share an entry, up to the transport's
+        // recipient limit (one each for VERP); each entry's list is allocated at its size.
+        let mut runs: Vec<(DestRef, usize)> = Vec::new();
+        for (q, _) in &placed {
+            let limit = if single {
+                1
+            } else {
+                self.queues
                     .get(q.0)
                     .and_then(|x| self.transports.get(x.transport.0))
-                    .map_or(0, |t| t.limits.recipient_limit);
-                !single
-                    && entry.queue == q
-                    && (limit <= 0 || entry.recipients.len() < limit as usize)
-            });
-            let e = match reuse {
-                Some(e) => e,
-                None => self.entry_create(now, q, m),
+                    .map_or(0, |t| t.limits.recipient_limit)
             };
-            if let Some(entry) = self.entries.get_mut(e.0) {
-                entry.recipients.push(recipient);
-                self.recipient_count += 1;
+            match runs.last_mut() {
+                Some((rq, n)) if rq == q && (limit <= 0 || *n < limit as usize) => *n += 1,
+                _ => runs.push((*q, 1)),
             }
-            current = Some(e);
+        }
+        let mut placed = placed.into_iter();
+        for (q, n) in runs {
+            let group: Box<[Recipient]> = placed.by_ref().take(n).map(|(_, r)| r).collect();
+            let e = self.entry_create(now, q, m);
+            if let Some(entry) = self.entries.get_mut(e.0) {
+                self.recipient_count += group.len();
+                entry.recipients = group;
+            }
         }
         self.maybe_done(now, m);
     }
