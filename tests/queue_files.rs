@@ -287,9 +287,9 @@ fn every_real_queue_file_decodes_as_postcat_shows() {
             .iter()
             .map(|r| ExpectedRecipient {
                 offset: r.offset,
-                address: r.address.clone(),
-                orig: r.original.clone(),
-                orcpt: r.dsn_orig_rcpt.clone(),
+                address: r.address().to_vec(),
+                orig: r.original().to_vec(),
+                orcpt: r.dsn_orig_rcpt().to_vec(),
                 notify: r.notify_flags as i32,
             })
             .collect();
@@ -396,6 +396,10 @@ fn partly_done_matches_the_c_oqmgr_log() {
         opened.nrcpt
     );
     assert!(log.contains(&line), "{line} not in {log}");
-    let left: Vec<_> = env.recipients.iter().map(|r| r.address.clone()).collect();
+    let left: Vec<_> = env
+        .recipients
+        .iter()
+        .map(|r| r.address().to_vec())
+        .collect();
     assert_eq!(left, [b"later@later.example".to_vec()]);
 }

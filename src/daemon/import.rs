@@ -219,7 +219,7 @@ impl Daemon {
             return;
         };
         let env: &Envelope = msg.envelope();
-        recipients.sort_by(|a, b| route::compare_addresses(&a.address, &b.address));
+        recipients.sort_by(|a, b| route::compare_addresses(a.address(), b.address()));
         let trace_only = env.trace_flags & (DEL_REQ_FLAG_MTA_VRFY | DEL_REQ_FLAG_USR_VRFY) != 0;
         let class = if env.trace_flags & DEL_REQ_FLAG_MTA_VRFY != 0 {
             ResolveClass::Verify
@@ -251,7 +251,7 @@ impl Daemon {
             } else if let Some(filter) = &filter {
                 loading.routes[index] = Some(Route::for_filter(
                     filter,
-                    &recipient.address,
+                    recipient.address(),
                     &self.params.default_filter_nexthop,
                     &self.params.myhostname,
                 ));
@@ -261,7 +261,7 @@ impl Daemon {
                     Query::Resolve {
                         class,
                         sender: sender.clone(),
-                        address: recipient.address.clone(),
+                        address: recipient.address().to_vec(),
                     },
                 );
                 loading.outstanding += 1;
@@ -374,7 +374,7 @@ impl Daemon {
                     return;
                 };
                 let address = crate::proto::address::unquote_822_local(&reply.address);
-                recipient.address = address.clone();
+                recipient.set_address(&address);
                 let (class, sender) = match self.sched.message(tag.message) {
                     Some(msg) => (
                         if msg.envelope().trace_flags & DEL_REQ_FLAG_MTA_VRFY != 0 {

@@ -60,7 +60,7 @@ impl Scheduler {
             && entry
                 .recipients
                 .iter()
-                .any(|r| !r.address.is_ascii() && std::str::from_utf8(&r.address).is_ok())
+                .any(|r| !r.address().is_ascii() && std::str::from_utf8(r.address()).is_ok())
         {
             smtputf8 |= 8; // SMTPUTF8_FLAG_RECIPIENT
             if env.verp_delimiters.is_some() {

@@ -195,10 +195,10 @@ impl Scheduler {
         for (mut recipient, route) in routes {
             let mut route = route;
             route.apply_resolver_flags();
-            if route.address != recipient.address {
-                recipient.address = route.address.clone();
+            if route.address != recipient.address() {
+                recipient.set_address(&route.address);
             }
-            if recipient.address.is_empty() {
+            if recipient.address().is_empty() {
                 route.redirect(SERVICE_ERROR, b"5.1.3 null recipient address");
             }
             if qflags & message_flags::FORCE_EXPIRE != 0 {
@@ -243,7 +243,7 @@ impl Scheduler {
                 &transport.name,
                 transport.limits.recipient_limit,
                 &route.nexthop,
-                &recipient.address,
+                recipient.address(),
                 &self.cfg.recipient_delimiter,
                 &self.cfg.double_bounce_sender,
                 self.cfg.owner_request_special,
@@ -277,7 +277,7 @@ impl Scheduler {
             };
             key(qa)
                 .cmp(&key(qb))
-                .then_with(|| route::compare_addresses(&ra.address, &rb.address))
+                .then_with(|| route::compare_addresses(ra.address(), rb.address()))
         });
         // Consecutive recipients of one queue share an entry, up to the transport's
         // recipient limit (one each for VERP); each entry's list is allocated at its size.

@@ -35,11 +35,7 @@ fn smtp_route(address: &str) -> (Recipient, Route) {
 
 pub(super) fn route_to(transport: &str, nexthop: &str, address: &str) -> (Recipient, Route) {
     (
-        Recipient {
-            address: address.as_bytes().to_vec(),
-            original: address.as_bytes().to_vec(),
-            ..Recipient::default()
-        },
+        Recipient::new(address.as_bytes(), address.as_bytes(), 0, b"", 0),
         Route {
             transport: transport.as_bytes().to_vec(),
             nexthop: nexthop.as_bytes().to_vec(),
@@ -475,7 +471,7 @@ fn resolver_verdicts_defer_transports_and_null_recipients() {
     fail.flags |= resolve_flags::FAIL;
     let deferred = route_to("slow", "d1.lab", "c@d1.lab");
     let mut null = smtp_route("n@x");
-    null.0.address.clear();
+    null.0.set_address(b"");
     null.1.address.clear();
     add(&mut s, "G1", vec![(r1, bad), (r2, fail), deferred, null]);
     assert!(s
@@ -861,7 +857,7 @@ fn a_dead_destination_moves_its_waiting_mail_to_retry_in_the_c_daemons_order() {
         .into_iter()
         .filter_map(|a| match a {
             Action::DeferRecipient { recipient, .. } => {
-                Some(String::from_utf8_lossy(&recipient.address).into_owned())
+                Some(String::from_utf8_lossy(recipient.address()).into_owned())
             }
             _ => None,
         })

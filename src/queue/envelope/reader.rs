@@ -367,13 +367,13 @@ fn read_records<R: Read + Seek>(
         match kind {
             REC_TYPE_RCPT => {
                 if d.resume_offset.is_none() {
-                    d.recipients.push(Recipient {
-                        offset: curr,
-                        address: start.to_vec(),
-                        original: orig_rcpt.take().unwrap_or_default(),
-                        dsn_orig_rcpt: dsn_orcpt.take().unwrap_or_default(),
-                        notify_flags: std::mem::take(&mut dsn_notify) as u32,
-                    });
+                    d.recipients.push(Recipient::new(
+                        &orig_rcpt.take().unwrap_or_default(),
+                        start,
+                        curr,
+                        &dsn_orcpt.take().unwrap_or_default(),
+                        std::mem::take(&mut dsn_notify) as u32,
+                    ));
                     if d.recipients.len() >= cap {
                         d.resume_offset = Some(reader.position());
                         if d.seen_all_non_rcpt {

@@ -52,7 +52,7 @@ fn reads_a_simple_file() {
     assert_eq!(env.create_time, 1_700_000_000);
     assert_eq!(env.size, built.size);
     assert_eq!(env.recipients.len(), 1);
-    assert_eq!(env.recipients[0].address, b"a@example.net");
+    assert_eq!(env.recipients[0].address(), b"a@example.net");
     assert_eq!(env.recipients[0].offset, built.envelope_offsets[3]);
     assert_eq!(env.attrs.rewrite_context(), b"local");
     assert_eq!(env.resume_offset, None);
@@ -152,20 +152,16 @@ fn reads_all_fields() {
     );
     assert_eq!(env.attrs.encoding(), b"8bit");
     assert_eq!(env.smtputf8, 1);
-    let r: Vec<_> = env
-        .recipients
-        .iter()
-        .map(|r| r.address.as_slice())
-        .collect();
+    let r: Vec<_> = env.recipients.iter().map(|r| r.address()).collect();
     assert_eq!(
         r,
         [&b"r1@example.net"[..], b"r2@example.net", b"r3@example.net"]
     );
-    assert_eq!(env.recipients[0].original, b"orig@example.net");
-    assert_eq!(env.recipients[0].dsn_orig_rcpt, b"rfc822;o@example.net");
+    assert_eq!(env.recipients[0].original(), b"orig@example.net");
+    assert_eq!(&*env.recipients[0].dsn_orig_rcpt(), b"rfc822;o@example.net");
     assert_eq!(env.recipients[0].notify_flags, 6);
-    assert_eq!(env.recipients[1].original, b"");
-    assert_eq!(env.recipients[1].dsn_orig_rcpt, b"rfc822;x");
+    assert_eq!(env.recipients[1].original(), b"");
+    assert_eq!(&*env.recipients[1].dsn_orig_rcpt(), b"rfc822;x");
     assert_eq!(env.recipients[1].notify_flags, 1);
     assert_eq!(env.recipients[2].offset, built.extracted_offsets[3]);
     assert!(warnings(&env).is_empty(), "{:?}", warnings(&env));
@@ -310,7 +306,7 @@ fn pointers_are_followed() {
     let r: Vec<_> = env
         .recipients
         .iter()
-        .map(|r| (r.address.clone(), r.offset))
+        .map(|r| (r.address().to_vec(), r.offset))
         .collect();
     assert_eq!(
         r,
@@ -392,8 +388,8 @@ fn warnings_have_c_wording() {
         ]
     );
     assert_eq!(env.verp_delimiters, None);
-    assert_eq!(env.recipients[0].original, b"o2");
-    assert_eq!(env.recipients[0].dsn_orig_rcpt, b"x2");
+    assert_eq!(env.recipients[0].original(), b"o2");
+    assert_eq!(&*env.recipients[0].dsn_orig_rcpt(), b"x2");
     assert_eq!(env.recipients[0].notify_flags, 0);
     assert_eq!(env.attrs.rewrite_context(), b"remote");
     assert_eq!(env.dsn_ret, 0);
@@ -493,7 +489,7 @@ fn recipients_come_in_batches() {
             seen.extend(
                 env.recipients
                     .iter()
-                    .map(|r| (r.offset, r.address.clone(), r.original.clone())),
+                    .map(|r| (r.offset, r.address().to_vec(), r.original().to_vec())),
             );
             if env.resume_offset.is_none() {
                 break;
@@ -562,7 +558,7 @@ fn nul_truncates_values_like_c() {
     b.env(b'A', b"log_ident=a\0b");
     let env = read(&b.build().bytes).unwrap();
     assert_eq!(env.sender, b"s@x");
-    assert_eq!(env.recipients[0].address, b"r");
+    assert_eq!(env.recipients[0].address(), b"r");
     assert_eq!(env.attrs.log_ident(), b"a");
 }
 
@@ -630,9 +626,9 @@ proptest! {
         }
         prop_assert_eq!(got.len(), rcpts.len());
         for (r, (addr, orig, orcpt, n)) in got.iter().zip(&rcpts) {
-            prop_assert_eq!(&r.address, addr);
-            prop_assert_eq!(&r.original, orig);
-            prop_assert_eq!(&r.dsn_orig_rcpt, orcpt);
+            prop_assert_eq!(&r.address().to_vec(), addr);
+            prop_assert_eq!(&r.original().to_vec(), orig);
+            prop_assert_eq!(&r.dsn_orig_rcpt().to_vec(), orcpt);
             prop_assert_eq!(r.notify_flags, notify[*n]);
         }
     }
