@@ -228,7 +228,7 @@ fn every_real_queue_file_decodes_as_postcat_shows() {
             .unwrap()
             .1
             .value;
-        assert_eq!(&env.sender, sender, "{}", ctx("sender"));
+        assert_eq!(&*env.sender, &sender[..], "{}", ctx("sender"));
         let opened = env.opened().unwrap();
         assert_eq!(&opened.sender, sender);
         assert_eq!(opened.size, content_length);
@@ -302,9 +302,24 @@ fn every_real_queue_file_decodes_as_postcat_shows() {
             "{}",
             ctx("W record")
         );
-        assert_eq!(env.verp_delimiters, verp, "{}", ctx("VERP"));
-        assert_eq!(env.filter_transport, filter, "{}", ctx("filter"));
-        assert_eq!(env.redirect_address, redirect, "{}", ctx("redirect"));
+        assert_eq!(
+            env.verp_delimiters.as_deref(),
+            verp.as_deref(),
+            "{}",
+            ctx("VERP")
+        );
+        assert_eq!(
+            env.filter_transport.as_deref(),
+            filter.as_deref(),
+            "{}",
+            ctx("filter")
+        );
+        assert_eq!(
+            env.redirect_address.as_deref(),
+            redirect.as_deref(),
+            "{}",
+            ctx("redirect")
+        );
         assert_eq!(env.inspect_transport, None);
         let attr =
             |name: &str, default: &[u8]| attrs.get(name).cloned().unwrap_or(default.to_vec());

@@ -226,7 +226,7 @@ impl Daemon {
         } else {
             ResolveClass::Resolve
         };
-        let sender = env.sender.clone();
+        let sender = env.sender.to_vec();
         let filter = env.filter_transport.clone().filter(|_| !trace_only);
         // A redirect keeps only the first recipient (the scheduler reads no further batch).
         let redirect = env.redirect_address.clone();
@@ -382,7 +382,7 @@ impl Daemon {
                         } else {
                             ResolveClass::Resolve
                         },
-                        msg.envelope().sender.clone(),
+                        msg.envelope().sender.to_vec(),
                     ),
                     None => return,
                 };

@@ -69,7 +69,7 @@ impl Scheduler {
         }
         let sender = match (&env.verp_delimiters, entry.recipients.first()) {
             (Some(delims), Some(r)) => route::verp_sender(delims, &env.sender, r),
-            _ => env.sender.clone(),
+            _ => env.sender.to_vec(),
         };
         let default_flags = if env.inspect_transport.is_some() {
             request_flags::BOUNCE
@@ -79,7 +79,7 @@ impl Scheduler {
         Some(DeliveryRequest {
             flags: env.trace_flags as u32 | queue.dflags | default_flags,
             queue_name: b"active".to_vec(),
-            queue_id: msg.queue_id.clone(),
+            queue_id: msg.queue_id.to_vec(),
             data_offset: env.size.data_offset.max(0) as u64,
             data_size: env.size.effective_content_length().max(0) as u64,
             nexthop: queue.nexthop.clone(),

@@ -11,7 +11,7 @@ use super::*;
 /// A message with its envelope (recipients already handed to entries).
 #[derive(Debug)]
 pub struct Message {
-    pub(super) queue_id: Vec<u8>,
+    pub(super) queue_id: Box<[u8]>,
     pub(super) envelope: Envelope,
     /// When the message entered the active queue (MSG_STATS active_arrival).
     pub(super) active_arrival: Timeval,
@@ -88,7 +88,7 @@ impl Scheduler {
             envelope.resume_offset = None;
         }
         let message = Message {
-            queue_id,
+            queue_id: queue_id.into_boxed_slice(),
             envelope,
             active_arrival,
             qflags,
@@ -139,7 +139,7 @@ impl Scheduler {
         msg.reading = true;
         self.actions.push(Action::ReadRecipients {
             message: m,
-            queue_id: msg.queue_id.clone(),
+            queue_id: msg.queue_id.to_vec(),
             size: msg.envelope.size,
             start,
         });

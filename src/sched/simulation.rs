@@ -163,9 +163,9 @@ impl World {
                 .collect();
             let envelope = Envelope {
                 sender: if file.sender_empty {
-                    Vec::new()
+                    Box::default()
                 } else {
-                    b"s@x".to_vec()
+                    b"s@x"[..].into()
                 },
                 create_time: file.create_time,
                 warn: file.warn.map(|time| WarnRecord {

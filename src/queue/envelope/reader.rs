@@ -144,13 +144,13 @@ pub fn read_envelope<R: Read + Seek>(
         } else {
             draft.create_time
         },
-        sender,
+        sender: sender.into_boxed_slice(),
         recipients: draft.recipients,
         resume_offset: draft.resume_offset,
-        filter_transport: draft.filter,
-        inspect_transport: draft.inspect,
-        redirect_address: draft.redirect,
-        verp_delimiters: draft.verp,
+        filter_transport: draft.filter.map(Vec::into_boxed_slice),
+        inspect_transport: draft.inspect.map(Vec::into_boxed_slice),
+        redirect_address: draft.redirect.map(Vec::into_boxed_slice),
+        verp_delimiters: draft.verp.map(Vec::into_boxed_slice),
         warn: draft.warn,
         trace_flags,
         trace_flags_offset: draft.trace_flags_offset,

@@ -41,7 +41,7 @@ fn simple() -> QueueFileBuilder {
 fn reads_a_simple_file() {
     let built = simple().build();
     let env = read(&built.bytes).unwrap();
-    assert_eq!(env.sender, b"sender@example.com");
+    assert_eq!(&*env.sender, b"sender@example.com");
     assert_eq!(
         env.arrival_time,
         ArrivalTime {
@@ -340,7 +340,7 @@ fn content_is_skipped() {
     let mut b = simple();
     b.content = vec![(b'N', b"S fake".to_vec()), (b'Z', b"junk".to_vec())];
     let env = read(&b.build().bytes).unwrap();
-    assert_eq!(env.sender, b"sender@example.com");
+    assert_eq!(&*env.sender, b"sender@example.com");
 }
 
 #[test]
@@ -436,7 +436,7 @@ fn first_values_win_where_c_says_so() {
     let env = read(&built.bytes).unwrap();
     assert_eq!(env.arrival_time, ArrivalTime { sec: 100, usec: 5 });
     assert_eq!(env.create_time, 50);
-    assert_eq!(env.sender, b"first");
+    assert_eq!(&*env.sender, b"first");
     assert_eq!(env.warn.unwrap().time, 10);
     assert_eq!(env.attrs.dsn_envid(), b"e2");
     assert_eq!(env.filter_transport.as_deref(), Some(&b"f2"[..]));
@@ -557,7 +557,7 @@ fn nul_truncates_values_like_c() {
     let mut b = QueueFileBuilder::simple(5, b"s@x\0hidden", &[b"r\0x"]);
     b.env(b'A', b"log_ident=a\0b");
     let env = read(&b.build().bytes).unwrap();
-    assert_eq!(env.sender, b"s@x");
+    assert_eq!(&*env.sender, b"s@x");
     assert_eq!(env.recipients[0].address(), b"r");
     assert_eq!(env.attrs.log_ident(), b"a");
 }
@@ -610,7 +610,7 @@ proptest! {
         let opts = ReadOptions { recipient_cap: cap, ..OPTS };
         let mut file = Cursor::new(b.build().bytes);
         let mut env = read_envelope(&mut file, &opts).unwrap();
-        prop_assert_eq!(&env.sender, &sender);
+        prop_assert_eq!(&*env.sender, &sender[..]);
         prop_assert_eq!(env.arrival_time, ArrivalTime { sec: arrival, usec });
         let trimmed: &[u8] = {
             let s = ident.iter().position(|&c| !is_c_space(c)).unwrap_or(ident.len());
