@@ -182,7 +182,12 @@ impl Scheduler {
     /// overrides in its order: resolver failure and syntax errors, null recipients, forced
     /// expiry, double-bounce discard, defer_transports, verify-probe limit, dead transports and
     /// dead destinations (parked behind `retry`).
-    pub fn assign(&mut self, now: u64, m: MessageRef, routes: Vec<(Recipient, Route)>) {
+    pub fn assign(
+        &mut self,
+        now: u64,
+        m: MessageRef,
+        routes: impl IntoIterator<Item = (Recipient, Route)>,
+    ) {
         let Some(msg) = self.messages.get_mut(m.0) else {
             return;
         };
@@ -191,7 +196,11 @@ impl Scheduler {
         let qflags = msg.qflags;
         let single = msg.single_recipient();
         let verify_probe = msg.is_verify_probe();
-        let mut placed: Vec<(DestRef, Recipient)> = Vec::with_capacity(routes.len());
+        let routes = routes.into_iter();
+        // The recipients that get an entry, and their queues (sorted below by index, so that
+        // a batch of thousands is not moved around).
+        let mut kept: Vec<Recipient> = Vec::with_capacity(routes.size_hint().0);
+        let mut placed: Vec<(DestRef, u32)> = Vec::with_capacity(routes.size_hint().0);
         for (mut recipient, route) in routes {
             let mut route = route;
             route.apply_resolver_flags();
@@ -261,10 +270,12 @@ impl Scheduler {
                     }
                 }
             }
-            placed.push((q, recipient));
+            placed.push((q, u32::try_from(kept.len()).unwrap_or(u32::MAX)));
+            kept.push(recipient);
         }
         // Sort by transport, destination, then domain and address, so that recipients of one
         // destination end up in as few entries as possible.
+        let address = |i: u32| kept.get(i as usize).map_or(&b""[..], Recipient::address);
         placed.sort_by(|(qa, ra), (qb, rb)| {
             let key = |q: &DestRef| {
                 self.queues.get(q.0).map(|x| {
@@ -277,7 +288,7 @@ impl Scheduler {
             };
             key(qa)
                 .cmp(&key(qb))
-                .then_with(|| route::compare_addresses(ra.address(), rb.address()))
+                .then_with(|| route::compare_addresses(address(*ra), address(*rb)))
         });
         // Consecutive recipients of one queue share an entry, up to the transport's
         // recipient limit (one each for VERP); each entry's list is allocated at its size.
@@ -298,7 +309,15 @@ impl Scheduler {
         }
         let mut placed = placed.into_iter();
         for (q, n) in runs {
-            let group: Box<[Recipient]> = placed.by_ref().take(n).map(|(_, r)| r).collect();
+            let group: Box<[Recipient]> = placed
+                .by_ref()
+                .take(n)
+                .map(|(_, i)| {
+                    kept.get_mut(i as usize)
+                        .map(std::mem::take)
+                        .unwrap_or_default()
+                })
+                .collect();
             let e = self.entry_create(now, q, m);
             if let Some(entry) = self.entries.get_mut(e.0) {
                 self.recipient_count += group.len();

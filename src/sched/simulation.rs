@@ -210,7 +210,7 @@ impl World {
     }
 
     fn route(&mut self, m: MessageRef, recipients: Vec<Recipient>) {
-        let routes = recipients
+        let routes: Vec<_> = recipients
             .into_iter()
             .map(|r| recipient(&String::from_utf8_lossy(r.address())))
             .collect();

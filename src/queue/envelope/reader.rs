@@ -110,6 +110,8 @@ pub fn read_envelope<R: Read + Seek>(
 ) -> Result<Envelope, ReadError> {
     let mut draft = Draft::default();
     let outcome = read_records(file, &mut draft, options, 0);
+    // The batch stays in memory until routed: no room for the pushes that did not come.
+    draft.recipients.shrink_to_fit();
     if let Err(rejection) = outcome {
         return Err(ReadError {
             rejection,
@@ -195,6 +197,7 @@ pub fn read_recipient_batch<R: Read + Seek>(
     };
     match read_records(file, &mut draft, options, start) {
         Ok(()) => {
+            draft.recipients.shrink_to_fit();
             envelope.recipients = draft.recipients;
             envelope.resume_offset = draft.resume_offset;
             Ok(draft.events)
