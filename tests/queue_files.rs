@@ -302,25 +302,20 @@ fn every_real_queue_file_decodes_as_postcat_shows() {
             "{}",
             ctx("W record")
         );
+        assert_eq!(env.verp_delimiters(), verp.as_deref(), "{}", ctx("VERP"));
         assert_eq!(
-            env.verp_delimiters.as_deref(),
-            verp.as_deref(),
-            "{}",
-            ctx("VERP")
-        );
-        assert_eq!(
-            env.filter_transport.as_deref(),
+            env.filter_transport(),
             filter.as_deref(),
             "{}",
             ctx("filter")
         );
         assert_eq!(
-            env.redirect_address.as_deref(),
+            env.redirect_address(),
             redirect.as_deref(),
             "{}",
             ctx("redirect")
         );
-        assert_eq!(env.inspect_transport, None);
+        assert_eq!(env.inspect_transport(), None);
         let attr =
             |name: &str, default: &[u8]| attrs.get(name).cloned().unwrap_or(default.to_vec());
         let first =

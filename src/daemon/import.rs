@@ -269,9 +269,9 @@ impl Daemon {
         let env: &Envelope = msg.envelope();
         recipients.sort_by(|a, b| route::compare_addresses(a.address(), b.address()));
         let trace_only = env.trace_flags & (DEL_REQ_FLAG_MTA_VRFY | DEL_REQ_FLAG_USR_VRFY) != 0;
-        let filter = env.filter_transport.clone().filter(|_| !trace_only);
+        let filter = env.filter_transport().filter(|_| !trace_only);
         // A redirect keeps only the first recipient (the scheduler reads no further batch).
-        let redirect = env.redirect_address.clone();
+        let redirect = env.redirect_address();
         let count = recipients.len();
         let mut loading = Loading {
             route_of: vec![NO_ROUTE; count],

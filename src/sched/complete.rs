@@ -398,8 +398,7 @@ impl Scheduler {
         msg.completion = Some(step);
         let env = &msg.envelope;
         let verp = env
-            .verp_delimiters
-            .as_deref()
+            .verp_delimiters()
             .map(<[u8]>::to_vec)
             .filter(|_| !self.cfg.disable_verp_bounces);
         let flush = if verp.is_some() {

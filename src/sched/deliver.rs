@@ -63,15 +63,15 @@ impl Scheduler {
                 .any(|r| !r.address().is_ascii() && std::str::from_utf8(r.address()).is_ok())
         {
             smtputf8 |= 8; // SMTPUTF8_FLAG_RECIPIENT
-            if env.verp_delimiters.is_some() {
+            if env.verp_delimiters().is_some() {
                 smtputf8 |= 4; // SMTPUTF8_FLAG_SENDER
             }
         }
-        let sender = match (&env.verp_delimiters, entry.recipients.first()) {
+        let sender = match (env.verp_delimiters(), entry.recipients.first()) {
             (Some(delims), Some(r)) => route::verp_sender(delims, &env.sender, r),
             _ => env.sender.to_vec(),
         };
-        let default_flags = if env.inspect_transport.is_some() {
+        let default_flags = if env.inspect_transport().is_some() {
             request_flags::BOUNCE
         } else {
             request_flags::SUCCESS | request_flags::BOUNCE

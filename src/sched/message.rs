@@ -53,7 +53,7 @@ impl Message {
 
     /// VERP: one recipient per delivery, each with its own sender.
     pub fn single_recipient(&self) -> bool {
-        self.envelope.verp_delimiters.is_some()
+        self.envelope.verp_delimiters().is_some()
     }
 
     /// Entries of this message still waiting or being delivered.
@@ -83,7 +83,7 @@ impl Scheduler {
         qflags: u32,
     ) -> (MessageRef, Vec<Recipient>) {
         let mut recipients = std::mem::take(&mut envelope.recipients);
-        if envelope.redirect_address.is_some() {
+        if envelope.redirect_address().is_some() {
             recipients.truncate(1);
             envelope.resume_offset = None;
         }
@@ -155,7 +155,7 @@ impl Scheduler {
         debug_assert!(msg.reading, "batch_read without ReadRecipients");
         msg.reading = false;
         msg.routing = true;
-        msg.envelope.resume_offset = next.filter(|_| msg.envelope.redirect_address.is_none());
+        msg.envelope.resume_offset = next.filter(|_| msg.envelope.redirect_address().is_none());
         if msg.completion == Some(complete::Step::Batch) {
             msg.completion = None;
         }

@@ -168,7 +168,7 @@ fn recipient_limit_splits_entries_and_verp_sends_one_recipient_each() {
 
     let mut s = sched();
     let mut env = envelope("sender@src.lab");
-    env.verp_delimiters = Some(b"+="[..].into());
+    env.set_verp_delimiters(Some(b"+="));
     let (m, _) = s.add_message(b"V1".to_vec(), env, Timeval::default(), 0);
     s.assign(0, m, vec![smtp_route("v1@d1.lab"), smtp_route("v2@d1.lab")]);
     s.drain();

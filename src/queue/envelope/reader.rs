@@ -5,9 +5,9 @@ use std::io::{Read, Seek};
 use super::diagnostics::{seek_failed, ReadError, ReadEvent, Rejection, Warning};
 use super::legacy::legacy_scan;
 use super::types::{
-    ArrivalTime, Envelope, Opened, Recipient, RequestAttrs, WarnRecord, DEL_REQ_FLAG_RECORD,
-    DEL_REQ_FLAG_REC_DLY_SENT, DEL_REQ_TRACE_FLAGS_MASK, DSN_NOTIFY_DELAY, DSN_NOTIFY_FAILURE,
-    DSN_NOTIFY_NEVER, DSN_NOTIFY_SUCCESS, DSN_RET_FULL, DSN_RET_HDRS,
+    ArrivalTime, Envelope, Opened, RareFields, Recipient, RequestAttrs, WarnRecord,
+    DEL_REQ_FLAG_RECORD, DEL_REQ_FLAG_REC_DLY_SENT, DEL_REQ_TRACE_FLAGS_MASK, DSN_NOTIFY_DELAY,
+    DSN_NOTIFY_FAILURE, DSN_NOTIFY_NEVER, DSN_NOTIFY_SUCCESS, DSN_RET_FULL, DSN_RET_HDRS,
 };
 use crate::queue::record::{
     c_atoi, c_atol, c_string, is_c_space, parse_size_record, parse_warn_time, PointerError,
@@ -149,10 +149,13 @@ pub fn read_envelope<R: Read + Seek>(
         sender: sender.into_boxed_slice(),
         recipients: draft.recipients,
         resume_offset: draft.resume_offset,
-        filter_transport: draft.filter.map(Vec::into_boxed_slice),
-        inspect_transport: draft.inspect.map(Vec::into_boxed_slice),
-        redirect_address: draft.redirect.map(Vec::into_boxed_slice),
-        verp_delimiters: draft.verp.map(Vec::into_boxed_slice),
+        rare: RareFields {
+            filter_transport: draft.filter.map(Vec::into_boxed_slice),
+            inspect_transport: draft.inspect.map(Vec::into_boxed_slice),
+            redirect_address: draft.redirect.map(Vec::into_boxed_slice),
+            verp_delimiters: draft.verp.map(Vec::into_boxed_slice),
+        }
+        .boxed(),
         warn: draft.warn,
         trace_flags,
         trace_flags_offset: draft.trace_flags_offset,

@@ -129,7 +129,7 @@ fn reads_all_fields() {
     assert_eq!(env.attrs.sasl_sender(), b"s");
     assert_eq!(env.attrs.log_ident(), b"ident");
     assert_eq!(env.attrs.rewrite_context(), b"remote");
-    assert_eq!(env.verp_delimiters.as_deref(), Some(&b"+="[..]));
+    assert_eq!(env.verp_delimiters(), Some(&b"+="[..]));
     assert_eq!(env.dsn_ret, 2);
     assert_eq!(env.attrs.dsn_envid(), b"ENVID1");
     assert_eq!(env.trace_flags, DEL_REQ_FLAG_RECORD);
@@ -141,15 +141,9 @@ fn reads_all_fields() {
             time: 1_700_003_600
         })
     );
-    assert_eq!(env.inspect_transport.as_deref(), Some(&b"inspect:"[..]));
-    assert_eq!(
-        env.filter_transport.as_deref(),
-        Some(&b"smtp:[127.0.0.1]:10025"[..])
-    );
-    assert_eq!(
-        env.redirect_address.as_deref(),
-        Some(&b"redirect@example.org"[..])
-    );
+    assert_eq!(env.inspect_transport(), Some(&b"inspect:"[..]));
+    assert_eq!(env.filter_transport(), Some(&b"smtp:[127.0.0.1]:10025"[..]));
+    assert_eq!(env.redirect_address(), Some(&b"redirect@example.org"[..]));
     assert_eq!(env.attrs.encoding(), b"8bit");
     assert_eq!(env.smtputf8, 1);
     let r: Vec<_> = env.recipients.iter().map(|r| r.address()).collect();
@@ -387,7 +381,7 @@ fn warnings_have_c_wording() {
             "ID: ignoring out-of-order original recipient <left>",
         ]
     );
-    assert_eq!(env.verp_delimiters, None);
+    assert_eq!(env.verp_delimiters(), None);
     assert_eq!(env.recipients[0].original(), b"o2");
     assert_eq!(&*env.recipients[0].dsn_orig_rcpt(), b"x2");
     assert_eq!(env.recipients[0].notify_flags, 0);
@@ -439,7 +433,7 @@ fn first_values_win_where_c_says_so() {
     assert_eq!(&*env.sender, b"first");
     assert_eq!(env.warn.unwrap().time, 10);
     assert_eq!(env.attrs.dsn_envid(), b"e2");
-    assert_eq!(env.filter_transport.as_deref(), Some(&b"f2"[..]));
+    assert_eq!(env.filter_transport(), Some(&b"f2"[..]));
     assert_eq!(env.attrs.encoding(), b"8bit");
 }
 

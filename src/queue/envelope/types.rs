@@ -167,14 +167,9 @@ pub struct Envelope {
     pub recipients: Vec<Recipient>,
     /// Where the next batch starts, when the cap stopped the previous one.
     pub resume_offset: Option<u64>,
-    /// `L` in the envelope or extracted segment (last wins).
-    pub filter_transport: Option<Box<[u8]>>,
-    /// `I` (last wins).
-    pub inspect_transport: Option<Box<[u8]>>,
-    /// `>` (last wins).
-    pub redirect_address: Option<Box<[u8]>>,
-    /// Valid `V` delimiters (first valid wins); deliveries then carry one recipient each.
-    pub verp_delimiters: Option<Box<[u8]>>,
+    /// The content filter, inspection transport, redirect address and VERP delimiters:
+    /// see [`Envelope::filter_transport`] and the others.
+    pub rare: Option<Box<RareFields>>,
     /// First `W` record.
     pub warn: Option<WarnRecord>,
     /// Trace flags (masked), plus REC_DLY_SENT when confirm_delay_cleared and W < 0.
@@ -191,7 +186,51 @@ pub struct Envelope {
     pub events: Vec<ReadEvent>,
 }
 
+/// The envelope strings few messages have, boxed together: the active queue holds thousands
+/// of envelopes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RareFields {
+    pub filter_transport: Option<Box<[u8]>>,
+    pub inspect_transport: Option<Box<[u8]>>,
+    pub redirect_address: Option<Box<[u8]>>,
+    pub verp_delimiters: Option<Box<[u8]>>,
+}
+
+impl RareFields {
+    /// `None` when no field is set.
+    pub fn boxed(self) -> Option<Box<RareFields>> {
+        (self != RareFields::default()).then(|| Box::new(self))
+    }
+}
+
 impl Envelope {
+    /// `L` in the envelope or extracted segment (last wins).
+    pub fn filter_transport(&self) -> Option<&[u8]> {
+        self.rare.as_ref()?.filter_transport.as_deref()
+    }
+
+    /// `I` (last wins).
+    pub fn inspect_transport(&self) -> Option<&[u8]> {
+        self.rare.as_ref()?.inspect_transport.as_deref()
+    }
+
+    /// `>` (last wins).
+    pub fn redirect_address(&self) -> Option<&[u8]> {
+        self.rare.as_ref()?.redirect_address.as_deref()
+    }
+
+    /// Valid `V` delimiters (first valid wins); deliveries then carry one recipient each.
+    pub fn verp_delimiters(&self) -> Option<&[u8]> {
+        self.rare.as_ref()?.verp_delimiters.as_deref()
+    }
+
+    /// Sets the VERP delimiters.
+    pub fn set_verp_delimiters(&mut self, delimiters: Option<&[u8]>) {
+        let mut rare = self.rare.take().map(|r| *r).unwrap_or_default();
+        rare.verp_delimiters = delimiters.map(Box::from);
+        self.rare = rare.boxed();
+    }
+
     /// The `from=<..>` information logged at the `S` record.
     pub fn opened(&self) -> Option<&Opened> {
         opened_in(&self.events)
