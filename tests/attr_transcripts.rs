@@ -206,13 +206,13 @@ fn request_a() -> DeliveryRequest {
         sasl_sender: Vec::new(),
         log_ident: b"5B50098DFD2".to_vec(),
         rewrite_context: b"local".to_vec(),
-        recipients: vec![Recipient {
-            original: b"alice@d1.lab".to_vec(),
-            address: b"alice@d1.lab".to_vec(),
-            offset: 623,
-            dsn_orig_rcpt: b"rfc822;alice@d1.lab".to_vec(),
-            notify_flags: 0,
-        }],
+        recipients: vec![Recipient::new(
+            b"alice@d1.lab",
+            b"alice@d1.lab",
+            623,
+            b"rfc822;alice@d1.lab",
+            0,
+        )],
     }
 }
 
@@ -244,7 +244,7 @@ fn delivery_request_for_null_sender_notification() {
         request.stats.incoming_arrival,
         Timeval::new(1795954573, 593047)
     );
-    assert_eq!(request.recipients[0].address, b"sender@src.lab");
+    assert_eq!(request.recipients[0].address(), b"sender@src.lab");
 }
 
 #[test]

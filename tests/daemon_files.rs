@@ -103,7 +103,7 @@ fn a_later_batch_that_cannot_be_opened_is_fatal_and_the_mail_is_delivered_after_
     let (path, moved) = (active.clone(), aside.clone());
     w.agent("smtp").set_mark_done(false);
     w.agent("smtp").set_policy(move |req| {
-        if req.recipients.iter().any(|r| r.address == b"a@d1.lab") {
+        if req.recipients.iter().any(|r| r.address() == b"a@d1.lab") {
             mark_done(&path, req);
             fs::rename(&path, &moved).unwrap();
             fs::create_dir(&path).unwrap();
@@ -123,7 +123,7 @@ fn a_later_batch_that_cannot_be_opened_is_fatal_and_the_mail_is_delivered_after_
     w.start();
     w.expect_log(&format!("{id}: removed"), T);
     let last = w.agent("smtp").requests().pop().unwrap();
-    let rest: Vec<&[u8]> = last.recipients.iter().map(|r| &r.address[..]).collect();
+    let rest: Vec<&[u8]> = last.recipients.iter().map(|r| r.address()).collect();
     assert_eq!(rest, [b"c@d1.lab".as_slice()]);
     assert!(w.dir.list("corrupt").is_empty());
 }
@@ -141,7 +141,7 @@ fn a_later_batch_with_bad_records_moves_the_file_to_corrupt() {
     let path = active.clone();
     w.agent("smtp").set_mark_done(false);
     w.agent("smtp").set_policy(move |req| {
-        if req.recipients.iter().any(|r| r.address == b"a@d1.lab") {
+        if req.recipients.iter().any(|r| r.address() == b"a@d1.lab") {
             mark_done(&path, req);
             let end = req.recipients.iter().map(|r| r.offset).max().unwrap();
             let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
@@ -180,14 +180,14 @@ fn a_large_list_with_bounces_in_two_batches_gets_one_bounce_notice() {
     let bounce_log = w.dir.path_of("bounce", &id);
     w.agent("smtp").set_policy(move |req| {
         for r in &req.recipients {
-            if r.address == b"r000@d1.lab" || r.address == b"r199@d1.lab" {
+            if r.address() == b"r000@d1.lab" || r.address() == b"r199@d1.lab" {
                 use std::io::Write;
                 let mut log = fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(&bounce_log)
                     .unwrap();
-                writeln!(log, "recipient={}", String::from_utf8_lossy(&r.address)).unwrap();
+                writeln!(log, "recipient={}", String::from_utf8_lossy(r.address())).unwrap();
             }
         }
         Behaviour::Ok

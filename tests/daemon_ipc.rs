@@ -221,7 +221,7 @@ fn a_redirect_address_is_sent_for_rewriting_quoted() {
     assert_eq!(rewrite.address, b"\"john doe\"@d3.lab");
     assert_eq!(w.rewrite.resolved_addresses(), ["john doe@d3.lab"]);
     let requests = w.agent("smtp").requests();
-    assert_eq!(requests[0].recipients[0].address, b"john doe@d3.lab");
+    assert_eq!(requests[0].recipients[0].address(), b"john doe@d3.lab");
 }
 
 /// resolve_clnt's one-entry cache: the same question within 30 s is answered without asking.

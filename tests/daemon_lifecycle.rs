@@ -163,11 +163,7 @@ fn a_redirect_delivers_the_first_recipient_to_the_new_address_only() {
     let requests = w.agent("smtp").requests();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].nexthop, b"d3.lab");
-    let rcpts: Vec<&[u8]> = requests[0]
-        .recipients
-        .iter()
-        .map(|r| r.address.as_slice())
-        .collect();
+    let rcpts: Vec<&[u8]> = requests[0].recipients.iter().map(|r| r.address()).collect();
     assert_eq!(rcpts, [b"other@d3.lab"]);
     let kinds: Vec<&str> = w
         .rewrite
@@ -242,7 +238,7 @@ fn when_retry_is_unavailable_too_the_deferral_is_recorded_through_defer() {
     assert!(w.defer.wait_requests(1, T), "{}", w.diagnostics());
     match &w.defer.requests()[0] {
         BounceRequest::Append(a) => {
-            assert_eq!(a.recipient.address, b"a@d1.lab");
+            assert_eq!(a.recipient.address(), b"a@d1.lab");
             assert_eq!(a.dsn.status, b"4.3.0");
             assert_eq!(a.dsn.action, b"delayed");
         }
@@ -285,7 +281,11 @@ fn a_large_list_is_read_in_batches_and_keeps_flowing() {
     w.add_agent("smtp", Behaviour::Ok);
     // One delivery of the first batch (the first 300 recipients) never finishes.
     w.agent("smtp").set_policy(|req| {
-        if req.recipients.iter().any(|r| r.address == b"r0299@d1.lab") {
+        if req
+            .recipients
+            .iter()
+            .any(|r| r.address() == b"r0299@d1.lab")
+        {
             Behaviour::Hang
         } else {
             Behaviour::Ok
@@ -311,7 +311,7 @@ fn a_large_list_is_read_in_batches_and_keeps_flowing() {
         .agent("smtp")
         .requests()
         .iter()
-        .flat_map(|r| r.recipients.iter().map(|x| x.address.clone()))
+        .flat_map(|r| r.recipients.iter().map(|x| x.address().to_vec()))
         .collect();
     seen.sort();
     seen.dedup();
@@ -337,7 +337,7 @@ fn a_large_list_is_delivered_exactly_once_and_removed() {
         .agent("smtp")
         .requests()
         .iter()
-        .flat_map(|r| r.recipients.iter().map(|x| x.address.clone()))
+        .flat_map(|r| r.recipients.iter().map(|x| x.address().to_vec()))
         .collect();
     assert_eq!(seen.len(), 1000);
     seen.sort();

@@ -174,7 +174,7 @@ fn sendmail_bv_records_the_deferral_through_trace_only() {
     let traced = appends(&w.trace.requests());
     assert_eq!(traced.len(), 1, "{:?}", w.trace.requests());
     assert_eq!(traced[0].flags, USR_VRFY);
-    assert_eq!(traced[0].recipient.address, b"a@d1.lab");
+    assert_eq!(traced[0].recipient.address(), b"a@d1.lab");
     assert_eq!(traced[0].dsn.status, b"4.3.0");
     assert_eq!(traced[0].dsn.action, b"undeliverable");
     assert_eq!(traced[0].dsn.reason, b"mail transport unavailable");

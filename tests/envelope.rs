@@ -91,10 +91,10 @@ fn reads_a_file_on_disk_in_batches() {
     }
     assert_eq!(batch_sizes, [100, 100, 50]);
     for (i, r) in all.iter().enumerate() {
-        assert_eq!(r.address, format!("r{i}@d.example").into_bytes());
-        assert_eq!(r.original, r.address);
+        assert_eq!(r.address(), format!("r{i}@d.example").into_bytes());
+        assert_eq!(r.original(), r.address());
         assert_eq!(
-            r.dsn_orig_rcpt,
+            r.dsn_orig_rcpt(),
             format!("rfc822;r{i}@d.example").into_bytes()
         );
     }
@@ -122,7 +122,11 @@ fn in_place_patches_change_what_is_read() {
         "patches never change the size"
     );
     let again = read_envelope(&mut File::open(&path).unwrap(), &OPTS).unwrap();
-    let names: Vec<_> = again.recipients.iter().map(|r| r.address.clone()).collect();
+    let names: Vec<_> = again
+        .recipients
+        .iter()
+        .map(|r| r.address().to_vec())
+        .collect();
     assert_eq!(names, [b"r0@d.example".to_vec(), b"r2@d.example".to_vec()]);
     assert_eq!(
         again.trace_flags, DEL_REQ_FLAG_REC_DLY_SENT,

@@ -191,11 +191,7 @@ fn request_for(dir: &FakeQueueDir, rcpts: &[&[u8]]) -> (String, DeliveryRequest)
         recipients: rcpts
             .iter()
             .zip(rcpt_offsets)
-            .map(|(a, offset)| Recipient {
-                address: a.to_vec(),
-                offset,
-                ..Recipient::default()
-            })
+            .map(|(a, offset)| Recipient::new(b"", a, offset, b"", 0))
             .collect(),
         ..DeliveryRequest::default()
     };
@@ -435,11 +431,7 @@ fn defer_append_with_failure_status_and_delay() {
     let append = AppendRequest {
         flags: bounce_flags::KEEP,
         queue_id: b"ABC123".to_vec(),
-        recipient: Recipient {
-            address: b"r@x".to_vec(),
-            offset: 120,
-            ..Recipient::default()
-        },
+        recipient: Recipient::new(b"", b"r@x", 120, b"", 0),
         dsn: Dsn {
             status: b"4.3.0".to_vec(),
             action: b"delayed".to_vec(),

@@ -228,7 +228,7 @@ fn every_real_queue_file_decodes_as_postcat_shows() {
             .unwrap()
             .1
             .value;
-        assert_eq!(&env.sender, sender, "{}", ctx("sender"));
+        assert_eq!(&*env.sender, &sender[..], "{}", ctx("sender"));
         let opened = env.opened().unwrap();
         assert_eq!(&opened.sender, sender);
         assert_eq!(opened.size, content_length);
@@ -287,9 +287,9 @@ fn every_real_queue_file_decodes_as_postcat_shows() {
             .iter()
             .map(|r| ExpectedRecipient {
                 offset: r.offset,
-                address: r.address.clone(),
-                orig: r.original.clone(),
-                orcpt: r.dsn_orig_rcpt.clone(),
+                address: r.address().to_vec(),
+                orig: r.original().to_vec(),
+                orcpt: r.dsn_orig_rcpt().to_vec(),
                 notify: r.notify_flags as i32,
             })
             .collect();
@@ -302,10 +302,20 @@ fn every_real_queue_file_decodes_as_postcat_shows() {
             "{}",
             ctx("W record")
         );
-        assert_eq!(env.verp_delimiters, verp, "{}", ctx("VERP"));
-        assert_eq!(env.filter_transport, filter, "{}", ctx("filter"));
-        assert_eq!(env.redirect_address, redirect, "{}", ctx("redirect"));
-        assert_eq!(env.inspect_transport, None);
+        assert_eq!(env.verp_delimiters(), verp.as_deref(), "{}", ctx("VERP"));
+        assert_eq!(
+            env.filter_transport(),
+            filter.as_deref(),
+            "{}",
+            ctx("filter")
+        );
+        assert_eq!(
+            env.redirect_address(),
+            redirect.as_deref(),
+            "{}",
+            ctx("redirect")
+        );
+        assert_eq!(env.inspect_transport(), None);
         let attr =
             |name: &str, default: &[u8]| attrs.get(name).cloned().unwrap_or(default.to_vec());
         let first =
@@ -396,6 +406,10 @@ fn partly_done_matches_the_c_oqmgr_log() {
         opened.nrcpt
     );
     assert!(log.contains(&line), "{line} not in {log}");
-    let left: Vec<_> = env.recipients.iter().map(|r| r.address.clone()).collect();
+    let left: Vec<_> = env
+        .recipients
+        .iter()
+        .map(|r| r.address().to_vec())
+        .collect();
     assert_eq!(left, [b"later@later.example".to_vec()]);
 }

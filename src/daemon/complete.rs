@@ -155,15 +155,15 @@ impl Daemon {
         let a = (secs(&msg.active_arrival()) - secs(&arrival)).max(0.0);
         let b = (secs(&now) - secs(&msg.active_arrival())).max(0.0);
         let limit = u32::try_from(self.params.delay_logging_resolution_limit).unwrap_or(2);
-        let orig = if !r.original.is_empty() && !r.original.eq_ignore_ascii_case(&r.address) {
-            format!(", orig_to=<{}>", self.log_address(&r.original))
+        let orig = if !r.original().is_empty() && !r.original().eq_ignore_ascii_case(r.address()) {
+            format!(", orig_to=<{}>", self.log_address(r.original()))
         } else {
             String::new()
         };
         info!(
             "{}: to=<{}>{orig}, relay=none, delay={}, delays={}/{}/0/0, dsn={}, status={status} ({})",
             String::from_utf8_lossy(msg.queue_id()),
-            self.log_address(&r.address),
+            self.log_address(r.address()),
             crate::maillog::delay::format(a + b, limit),
             crate::maillog::delay::format(a, limit),
             crate::maillog::delay::format(b, limit),

@@ -29,9 +29,57 @@ pub struct RewriteTag {
 /// A message whose recipients are being routed.
 pub struct Loading {
     recipients: Vec<Recipient>,
-    routes: Vec<Option<Route>>,
+    /// Each recipient's index in `routes`; [`NO_ROUTE`] until its answer is in.
+    route_of: Vec<u32>,
+    /// The distinct routes of the batch (their addresses empty: a rewritten address goes to
+    /// its recipient at once), so that thousands of recipients to a few destinations hold a
+    /// few routes.
+    routes: Vec<Route>,
     outstanding: usize,
 }
+
+const NO_ROUTE: u32 = u32::MAX;
+
+impl Loading {
+    /// Records the route of recipient `index`, sharing it with a recent equal one.
+    fn set_route(&mut self, index: usize, transport: &[u8], nexthop: &[u8], flags: u32) {
+        // Recipients are sorted by domain, so an equal route is nearly always the last one.
+        let found = self
+            .routes
+            .iter()
+            .enumerate()
+            .rev()
+            .take(8)
+            .find(|(_, r)| r.flags == flags && r.transport == transport && r.nexthop == nexthop)
+            .map(|(i, _)| i);
+        let i = found.unwrap_or_else(|| {
+            self.routes.push(Route {
+                transport: transport.to_vec(),
+                nexthop: nexthop.to_vec(),
+                address: Vec::new(),
+                flags,
+            });
+            self.routes.len() - 1
+        });
+        if let Some(slot) = self.route_of.get_mut(index) {
+            *slot = u32::try_from(i).unwrap_or(NO_ROUTE);
+        }
+    }
+}
+
+/// Rewrite queries not yet handed to the client, in the order they were asked for: a batch's
+/// resolve queries are made one by one as the client needs them, instead of thousands of
+/// copies of the sender and the addresses waiting at once.
+pub enum PendingQuery {
+    /// Resolve the recipients of this loading message from index `next` on.
+    Batch { message: MessageRef, next: usize },
+    /// One query made already (a redirect address's resolve).
+    Ready(RewriteTag, Query),
+}
+
+/// Queries kept in the client's own queue: enough that it never runs dry while work is left
+/// (it sends one, and a cached answer may take another).
+const CLIENT_QUEUE: usize = 2;
 
 /// How envelopes are read: the in-memory recipient cap and the main.cf settings involved.
 fn read_options(params: &crate::config::Params, recipient_cap: usize) -> ReadOptions<'_> {
@@ -219,53 +267,49 @@ impl Daemon {
             return;
         };
         let env: &Envelope = msg.envelope();
-        recipients.sort_by(|a, b| route::compare_addresses(&a.address, &b.address));
+        recipients.sort_by(|a, b| route::compare_addresses(a.address(), b.address()));
         let trace_only = env.trace_flags & (DEL_REQ_FLAG_MTA_VRFY | DEL_REQ_FLAG_USR_VRFY) != 0;
-        let class = if env.trace_flags & DEL_REQ_FLAG_MTA_VRFY != 0 {
-            ResolveClass::Verify
-        } else {
-            ResolveClass::Resolve
-        };
-        let sender = env.sender.clone();
-        let filter = env.filter_transport.clone().filter(|_| !trace_only);
+        let filter = env.filter_transport().filter(|_| !trace_only);
         // A redirect keeps only the first recipient (the scheduler reads no further batch).
-        let redirect = env.redirect_address.clone();
+        let redirect = env.redirect_address();
         let count = recipients.len();
         let mut loading = Loading {
-            routes: vec![None; count],
+            route_of: vec![NO_ROUTE; count],
+            routes: Vec::new(),
             recipients,
             outstanding: 0,
         };
-        for (index, recipient) in loading.recipients.iter().enumerate() {
-            let tag = RewriteTag { message: m, index };
-            if let Some(address) = &redirect {
-                // As rewrite_clnt_internal: the address goes out in external (quoted) form;
-                // the answer is unquoted in on_answer.
-                self.rewrite.submit(
-                    tag,
+        if let Some(address) = &redirect {
+            // As rewrite_clnt_internal: the address goes out in external (quoted) form; the
+            // answer is unquoted in on_answer.
+            for index in 0..count {
+                self.pending.push_back(PendingQuery::Ready(
+                    RewriteTag { message: m, index },
                     Query::Rewrite {
                         address: crate::proto::address::quote_822_local(address),
                     },
-                );
-                loading.outstanding += 1;
-            } else if let Some(filter) = &filter {
-                loading.routes[index] = Some(Route::for_filter(
+                ));
+            }
+            loading.outstanding = count;
+        } else if let Some(filter) = &filter {
+            for index in 0..count {
+                let Some(recipient) = loading.recipients.get(index) else {
+                    break;
+                };
+                let route = Route::for_filter(
                     filter,
-                    &recipient.address,
+                    recipient.address(),
                     &self.params.default_filter_nexthop,
                     &self.params.myhostname,
-                ));
-            } else {
-                self.rewrite.submit(
-                    tag,
-                    Query::Resolve {
-                        class,
-                        sender: sender.clone(),
-                        address: recipient.address.clone(),
-                    },
                 );
-                loading.outstanding += 1;
+                loading.set_route(index, &route.transport, &route.nexthop, route.flags);
             }
+        } else if count > 0 {
+            self.pending.push_back(PendingQuery::Batch {
+                message: m,
+                next: 0,
+            });
+            loading.outstanding = count;
         }
         if loading.outstanding == 0 {
             self.finish_loading(now, m, loading);
@@ -275,13 +319,69 @@ impl Daemon {
         }
     }
 
+    /// Hands the client the next pending queries, up to [`CLIENT_QUEUE`].
+    fn feed_rewrite(&mut self) {
+        while self.rewrite.unsent() < CLIENT_QUEUE {
+            let Some(front) = self.pending.front_mut() else {
+                return;
+            };
+            let (tag, query) = match front {
+                PendingQuery::Ready(..) => match self.pending.pop_front() {
+                    Some(PendingQuery::Ready(tag, query)) => (tag, query),
+                    _ => return,
+                },
+                PendingQuery::Batch { message, next } => {
+                    let (m, index) = (*message, *next);
+                    *next += 1;
+                    let address = self
+                        .loading
+                        .get(&m)
+                        .and_then(|l| l.recipients.get(index))
+                        .map(|r| r.address().to_vec());
+                    let Some(address) = address else {
+                        self.pending.pop_front();
+                        continue;
+                    };
+                    let Some(env) = self.sched.message(m).map(|msg| msg.envelope()) else {
+                        self.pending.pop_front();
+                        continue;
+                    };
+                    let class = if env.trace_flags & DEL_REQ_FLAG_MTA_VRFY != 0 {
+                        ResolveClass::Verify
+                    } else {
+                        ResolveClass::Resolve
+                    };
+                    let query = Query::Resolve {
+                        class,
+                        sender: env.sender.to_vec(),
+                        address,
+                    };
+                    (RewriteTag { message: m, index }, query)
+                }
+            };
+            self.rewrite.submit(tag, query);
+        }
+    }
+
     fn finish_loading(&mut self, now: u64, m: MessageRef, loading: Loading) {
-        let pairs = loading
-            .recipients
-            .into_iter()
-            .zip(loading.routes)
-            .filter_map(|(r, route)| route.map(|route| (r, route)))
-            .collect();
+        let Loading {
+            recipients,
+            route_of,
+            routes,
+            ..
+        } = loading;
+        // One recipient and its route at a time: the scheduler keeps the recipient and only
+        // looks at the route.
+        let pairs = recipients.into_iter().zip(route_of).filter_map(|(r, i)| {
+            let route = routes.get(i as usize)?;
+            let route = Route {
+                transport: route.transport.clone(),
+                nexthop: route.nexthop.clone(),
+                address: r.address().to_vec(),
+                flags: route.flags,
+            };
+            Some((r, route))
+        });
         self.sched.assign(now, m, pairs);
         self.run_actions(now);
     }
@@ -290,6 +390,7 @@ impl Daemon {
     /// the cache); closes an idle connection.
     pub(super) fn pump_rewrite(&mut self) {
         loop {
+            self.feed_rewrite();
             let now = std::time::Instant::now();
             if self.rewrite.overdue(now) {
                 self.rewrite_trouble(RewriteTrouble::TimedOut);
@@ -375,7 +476,7 @@ impl Daemon {
                     return;
                 };
                 let address = crate::proto::address::unquote_822_local(&reply.address);
-                recipient.address = address.clone();
+                recipient.set_address(&address);
                 let (class, sender) = match self.sched.message(tag.message) {
                     Some(msg) => (
                         if msg.envelope().trace_flags & DEL_REQ_FLAG_MTA_VRFY != 0 {
@@ -383,30 +484,29 @@ impl Daemon {
                         } else {
                             ResolveClass::Resolve
                         },
-                        msg.envelope().sender.clone(),
+                        msg.envelope().sender.to_vec(),
                     ),
                     None => return,
                 };
-                self.rewrite.submit(
+                // In line behind what was asked before, as the client's queue had it.
+                self.pending.push_back(PendingQuery::Ready(
                     tag,
                     Query::Resolve {
                         class,
                         sender,
                         address,
                     },
-                );
+                ));
             }
             Answer::Resolve(reply) => {
                 let Some(loading) = self.loading.get_mut(&tag.message) else {
                     return;
                 };
-                if let Some(slot) = loading.routes.get_mut(tag.index) {
-                    *slot = Some(Route {
-                        transport: reply.transport,
-                        nexthop: reply.nexthop,
-                        address: reply.recipient,
-                        flags: reply.flags,
-                    });
+                if let Some(recipient) = loading.recipients.get_mut(tag.index) {
+                    if recipient.address() != reply.recipient {
+                        recipient.set_address(&reply.recipient);
+                    }
+                    loading.set_route(tag.index, &reply.transport, &reply.nexthop, reply.flags);
                 }
                 loading.outstanding = loading.outstanding.saturating_sub(1);
                 if loading.outstanding == 0 {

@@ -114,6 +114,8 @@ pub struct Daemon {
     /// Messages whose recipients are being routed: at most one new import (see `loop_hook`),
     /// plus next batches of large messages (`read_next_batch`).
     loading: HashMap<MessageRef, import::Loading>,
+    /// Their rewrite queries not yet handed to the client.
+    pending: std::collections::VecDeque<import::PendingQuery>,
     master_gone: bool,
     /// The trigger listener still had work when the last pass stopped.
     trigger_backlog: bool,
@@ -254,6 +256,7 @@ impl Daemon {
             peers: peers::Peers::default(),
             timers: Timers::default(),
             loading: HashMap::new(),
+            pending: std::collections::VecDeque::new(),
             master_gone: false,
             trigger_backlog: false,
             recipient_cap,

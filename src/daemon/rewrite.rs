@@ -285,6 +285,11 @@ impl<T> RewriteClient<T> {
         self.conn.is_some()
     }
 
+    /// Queries not yet sent.
+    pub fn unsent(&self) -> usize {
+        self.unsent.len()
+    }
+
     /// Queues a query; [`RewriteClient::pump`] sends it.
     pub fn submit(&mut self, tag: T, query: Query) {
         self.unsent.push_back((tag, query));

@@ -284,8 +284,8 @@ impl Daemon {
         if flags & DEL_REQ_FLAG_RECORD != 0 && self.trace_append(m, rcpt, &my_dsn) != 0 {
             service_failure(&id, &self.params.trace_service_name);
         }
-        if let Some(at) = rcpt.address.iter().rposition(|&b| b == b'@') {
-            let site = &rcpt.address[at + 1..];
+        if let Some(at) = rcpt.address().iter().rposition(|&b| b == b'@') {
+            let site = &rcpt.address()[at + 1..];
             if !site.is_empty() {
                 match self.flush_add(site, &queue_id) {
                     flush_status::OK | flush_status::DENY => {}
@@ -374,11 +374,11 @@ impl Daemon {
         let mut req_stat = VRFY_STAT_OK;
         if self.params.address_verify_negative_cache || status == recipient_status::OK {
             let mut conn: Option<SyncConn> = None;
-            if !rcpt.original.is_empty() {
-                req_stat = self.verify_update(&mut conn, &rcpt.original, status, &dsn.reason);
+            if !rcpt.original().is_empty() {
+                req_stat = self.verify_update(&mut conn, rcpt.original(), status, &dsn.reason);
             }
-            if req_stat == VRFY_STAT_OK && rcpt.address != rcpt.original {
-                req_stat = self.verify_update(&mut conn, &rcpt.address, status, &dsn.reason);
+            if req_stat == VRFY_STAT_OK && rcpt.address() != rcpt.original() {
+                req_stat = self.verify_update(&mut conn, rcpt.address(), status, &dsn.reason);
             }
         } else {
             action = b"undeliverable-but-not-cached".to_vec();

@@ -203,11 +203,7 @@ mod tests {
         let request = AppendRequest {
             flags: 0,
             queue_id: b"ID".to_vec(),
-            recipient: Recipient {
-                address: b"r@x".to_vec(),
-                offset: 42,
-                ..Recipient::default()
-            },
+            recipient: Recipient::new(b"", b"r@x", 42, b"", 0),
             dsn: Dsn {
                 status: b"4.3.0".to_vec(),
                 action: b"delayed".to_vec(),

@@ -275,18 +275,8 @@ mod tests {
             sender: b"s@x".to_vec(),
             rewrite_context: b"local".to_vec(),
             recipients: vec![
-                Recipient {
-                    address: b"a@d.lab".to_vec(),
-                    offset: 500,
-                    ..Recipient::default()
-                },
-                Recipient {
-                    original: b"B@d.lab".to_vec(),
-                    address: b"b@d.lab".to_vec(),
-                    offset: 520,
-                    dsn_orig_rcpt: b"rfc822;B@d.lab".to_vec(),
-                    notify_flags: 2,
-                },
+                Recipient::new(b"", b"a@d.lab", 500, b"", 0),
+                Recipient::new(b"B@d.lab", b"b@d.lab", 520, b"rfc822;B@d.lab", 2),
             ],
             ..DeliveryRequest::default()
         }

@@ -172,7 +172,7 @@ impl Scheduler {
         msg.completion = Some(Step::BounceLog);
         self.actions.push(Action::CheckBounceLog {
             message: m,
-            queue_id: msg.queue_id.clone(),
+            queue_id: msg.queue_id.to_vec(),
         });
     }
 
@@ -243,7 +243,7 @@ impl Scheduler {
                 msg.deferred |= status != 0;
                 if status == 0 {
                     if let Some(offset) = msg.envelope.trace_flags_offset {
-                        let queue_id = msg.queue_id.clone();
+                        let queue_id = msg.queue_id.to_vec();
                         self.actions.push(Action::Patch {
                             queue_id,
                             patch: Patch::kill_record(offset),
@@ -261,7 +261,7 @@ impl Scheduler {
             Step::Warn => {
                 if status == 0 {
                     if let Some(w) = msg.envelope.warn.take() {
-                        let queue_id = msg.queue_id.clone();
+                        let queue_id = msg.queue_id.to_vec();
                         self.actions.push(Action::Patch {
                             queue_id,
                             patch: Patch::delay_warning_sent(w.offset),
@@ -292,7 +292,7 @@ impl Scheduler {
             msg.completion = Some(Step::QueueFile);
             self.actions.push(Action::CheckQueueFile {
                 message: m,
-                queue_id: msg.queue_id.clone(),
+                queue_id: msg.queue_id.to_vec(),
             });
             return;
         }
@@ -369,12 +369,12 @@ impl Scheduler {
                 &mut self.random,
             );
             Action::MoveToDeferred {
-                queue_id: msg.queue_id,
+                queue_id: msg.queue_id.into_vec(),
                 until,
             }
         } else {
             Action::Remove {
-                queue_id: msg.queue_id,
+                queue_id: msg.queue_id.into_vec(),
             }
         };
         self.actions.push(action);
@@ -384,7 +384,7 @@ impl Scheduler {
     pub(super) fn corrupt(&mut self, m: MessageRef) {
         if let Some(msg) = self.remove_message(m) {
             self.actions.push(Action::Corrupt {
-                queue_id: msg.queue_id,
+                queue_id: msg.queue_id.into_vec(),
             });
         }
     }
@@ -398,8 +398,8 @@ impl Scheduler {
         msg.completion = Some(step);
         let env = &msg.envelope;
         let verp = env
-            .verp_delimiters
-            .clone()
+            .verp_delimiters()
+            .map(<[u8]>::to_vec)
             .filter(|_| !self.cfg.disable_verp_bounces);
         let flush = if verp.is_some() {
             BounceCommand::Verp
@@ -425,10 +425,10 @@ impl Scheduler {
             command,
             flags,
             queue_name: ACTIVE.as_bytes().to_vec(),
-            queue_id: msg.queue_id.clone(),
+            queue_id: msg.queue_id.to_vec(),
             encoding: env.attrs.encoding().to_vec(),
             smtputf8: env.smtputf8 as u32,
-            sender: env.sender.clone(),
+            sender: env.sender.to_vec(),
             envelope_id: env.attrs.dsn_envid().to_vec(),
             ret_flags: env.dsn_ret as u32,
             verp_delimiters: if command == BounceCommand::Verp {

@@ -77,7 +77,7 @@ impl Scheduler {
                         None => continue,
                     };
                     self.recipient_count = self.recipient_count.saturating_sub(recipients.len());
-                    for recipient in recipients {
+                    for recipient in recipients.into_vec() {
                         self.defer_recipient(m, recipient, dsn.clone());
                     }
                     // Already off the todo list: finish it without touching queue counts.

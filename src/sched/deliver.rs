@@ -60,18 +60,18 @@ impl Scheduler {
             && entry
                 .recipients
                 .iter()
-                .any(|r| !r.address.is_ascii() && std::str::from_utf8(&r.address).is_ok())
+                .any(|r| !r.address().is_ascii() && std::str::from_utf8(r.address()).is_ok())
         {
             smtputf8 |= 8; // SMTPUTF8_FLAG_RECIPIENT
-            if env.verp_delimiters.is_some() {
+            if env.verp_delimiters().is_some() {
                 smtputf8 |= 4; // SMTPUTF8_FLAG_SENDER
             }
         }
-        let sender = match (&env.verp_delimiters, entry.recipients.first()) {
+        let sender = match (env.verp_delimiters(), entry.recipients.first()) {
             (Some(delims), Some(r)) => route::verp_sender(delims, &env.sender, r),
-            _ => env.sender.clone(),
+            _ => env.sender.to_vec(),
         };
-        let default_flags = if env.inspect_transport.is_some() {
+        let default_flags = if env.inspect_transport().is_some() {
             request_flags::BOUNCE
         } else {
             request_flags::SUCCESS | request_flags::BOUNCE
@@ -79,7 +79,7 @@ impl Scheduler {
         Some(DeliveryRequest {
             flags: env.trace_flags as u32 | queue.dflags | default_flags,
             queue_name: b"active".to_vec(),
-            queue_id: msg.queue_id.clone(),
+            queue_id: msg.queue_id.to_vec(),
             data_offset: env.size.data_offset.max(0) as u64,
             data_size: env.size.effective_content_length().max(0) as u64,
             nexthop: queue.nexthop.clone(),
@@ -106,7 +106,7 @@ impl Scheduler {
             sasl_sender: env.attrs.sasl_sender().to_vec(),
             log_ident: env.attrs.log_ident().to_vec(),
             rewrite_context: env.attrs.rewrite_context().to_vec(),
-            recipients: entry.recipients.clone(),
+            recipients: entry.recipients.to_vec(),
         })
     }
 

@@ -8,7 +8,9 @@ use super::*;
 pub(super) struct Entry {
     pub(super) message: MessageRef,
     pub(super) queue: DestRef,
-    pub(super) recipients: Vec<Recipient>,
+    /// Exactly as long as needed: an active queue of single-recipient messages holds
+    /// thousands of these.
+    pub(super) recipients: Box<[Recipient]>,
     pub(super) busy: bool,
 }
 
@@ -17,7 +19,7 @@ impl Scheduler {
         let e = EntryRef(self.entries.insert(Entry {
             message: m,
             queue: q,
-            recipients: Vec::new(),
+            recipients: Box::default(),
             busy: false,
         }));
         if let Some(msg) = self.messages.get_mut(m.0) {

@@ -11,7 +11,7 @@ use super::*;
 /// A message with its envelope (recipients already handed to entries).
 #[derive(Debug)]
 pub struct Message {
-    pub(super) queue_id: Vec<u8>,
+    pub(super) queue_id: Box<[u8]>,
     pub(super) envelope: Envelope,
     /// When the message entered the active queue (MSG_STATS active_arrival).
     pub(super) active_arrival: Timeval,
@@ -53,7 +53,7 @@ impl Message {
 
     /// VERP: one recipient per delivery, each with its own sender.
     pub fn single_recipient(&self) -> bool {
-        self.envelope.verp_delimiters.is_some()
+        self.envelope.verp_delimiters().is_some()
     }
 
     /// Entries of this message still waiting or being delivered.
@@ -83,12 +83,12 @@ impl Scheduler {
         qflags: u32,
     ) -> (MessageRef, Vec<Recipient>) {
         let mut recipients = std::mem::take(&mut envelope.recipients);
-        if envelope.redirect_address.is_some() {
+        if envelope.redirect_address().is_some() {
             recipients.truncate(1);
             envelope.resume_offset = None;
         }
         let message = Message {
-            queue_id,
+            queue_id: queue_id.into_boxed_slice(),
             envelope,
             active_arrival,
             qflags,
@@ -139,7 +139,7 @@ impl Scheduler {
         msg.reading = true;
         self.actions.push(Action::ReadRecipients {
             message: m,
-            queue_id: msg.queue_id.clone(),
+            queue_id: msg.queue_id.to_vec(),
             size: msg.envelope.size,
             start,
         });
@@ -155,7 +155,7 @@ impl Scheduler {
         debug_assert!(msg.reading, "batch_read without ReadRecipients");
         msg.reading = false;
         msg.routing = true;
-        msg.envelope.resume_offset = next.filter(|_| msg.envelope.redirect_address.is_none());
+        msg.envelope.resume_offset = next.filter(|_| msg.envelope.redirect_address().is_none());
         if msg.completion == Some(complete::Step::Batch) {
             msg.completion = None;
         }
@@ -182,7 +182,12 @@ impl Scheduler {
     /// overrides in its order: resolver failure and syntax errors, null recipients, forced
     /// expiry, double-bounce discard, defer_transports, verify-probe limit, dead transports and
     /// dead destinations (parked behind `retry`).
-    pub fn assign(&mut self, now: u64, m: MessageRef, routes: Vec<(Recipient, Route)>) {
+    pub fn assign(
+        &mut self,
+        now: u64,
+        m: MessageRef,
+        routes: impl IntoIterator<Item = (Recipient, Route)>,
+    ) {
         let Some(msg) = self.messages.get_mut(m.0) else {
             return;
         };
@@ -191,14 +196,18 @@ impl Scheduler {
         let qflags = msg.qflags;
         let single = msg.single_recipient();
         let verify_probe = msg.is_verify_probe();
-        let mut placed: Vec<(DestRef, Recipient)> = Vec::with_capacity(routes.len());
+        let routes = routes.into_iter();
+        // The recipients that get an entry, and their queues (sorted below by index, so that
+        // a batch of thousands is not moved around).
+        let mut kept: Vec<Recipient> = Vec::with_capacity(routes.size_hint().0);
+        let mut placed: Vec<(DestRef, u32)> = Vec::with_capacity(routes.size_hint().0);
         for (mut recipient, route) in routes {
             let mut route = route;
             route.apply_resolver_flags();
-            if route.address != recipient.address {
-                recipient.address = route.address.clone();
+            if route.address != recipient.address() {
+                recipient.set_address(&route.address);
             }
-            if recipient.address.is_empty() {
+            if recipient.address().is_empty() {
                 route.redirect(SERVICE_ERROR, b"5.1.3 null recipient address");
             }
             if qflags & message_flags::FORCE_EXPIRE != 0 {
@@ -243,7 +252,7 @@ impl Scheduler {
                 &transport.name,
                 transport.limits.recipient_limit,
                 &route.nexthop,
-                &recipient.address,
+                recipient.address(),
                 &self.cfg.recipient_delimiter,
                 &self.cfg.double_bounce_sender,
                 self.cfg.owner_request_special,
@@ -261,10 +270,12 @@ impl Scheduler {
                     }
                 }
             }
-            placed.push((q, recipient));
+            placed.push((q, u32::try_from(kept.len()).unwrap_or(u32::MAX)));
+            kept.push(recipient);
         }
         // Sort by transport, destination, then domain and address, so that recipients of one
         // destination end up in as few entries as possible.
+        let address = |i: u32| kept.get(i as usize).map_or(&b""[..], Recipient::address);
         placed.sort_by(|(qa, ra), (qb, rb)| {
             let key = |q: &DestRef| {
                 self.queues.get(q.0).map(|x| {
@@ -277,32 +288,41 @@ impl Scheduler {
             };
             key(qa)
                 .cmp(&key(qb))
-                .then_with(|| route::compare_addresses(&ra.address, &rb.address))
+                .then_with(|| route::compare_addresses(address(*ra), address(*rb)))
         });
-        let mut current: Option<EntryRef> = None;
-        for (q, recipient) in placed {
-            let reuse = current.filter(|e| {
-                let Some(entry) = self.entries.get(e.0) else {
-                    return false;
-                };
-                let limit = self
-                    .queues
+        // Consecutive recipients of one queue share an entry, up to the transport's
+        // recipient limit (one each for VERP); each entry's list is allocated at its size.
+        let mut runs: Vec<(DestRef, usize)> = Vec::new();
+        for (q, _) in &placed {
+            let limit = if single {
+                1
+            } else {
+                self.queues
                     .get(q.0)
                     .and_then(|x| self.transports.get(x.transport.0))
-                    .map_or(0, |t| t.limits.recipient_limit);
-                !single
-                    && entry.queue == q
-                    && (limit <= 0 || entry.recipients.len() < limit as usize)
-            });
-            let e = match reuse {
-                Some(e) => e,
-                None => self.entry_create(now, q, m),
+                    .map_or(0, |t| t.limits.recipient_limit)
             };
-            if let Some(entry) = self.entries.get_mut(e.0) {
-                entry.recipients.push(recipient);
-                self.recipient_count += 1;
+            match runs.last_mut() {
+                Some((rq, n)) if rq == q && (limit <= 0 || *n < limit as usize) => *n += 1,
+                _ => runs.push((*q, 1)),
             }
-            current = Some(e);
+        }
+        let mut placed = placed.into_iter();
+        for (q, n) in runs {
+            let group: Box<[Recipient]> = placed
+                .by_ref()
+                .take(n)
+                .map(|(_, i)| {
+                    kept.get_mut(i as usize)
+                        .map(std::mem::take)
+                        .unwrap_or_default()
+                })
+                .collect();
+            let e = self.entry_create(now, q, m);
+            if let Some(entry) = self.entries.get_mut(e.0) {
+                self.recipient_count += group.len();
+                entry.recipients = group;
+            }
         }
         self.maybe_done(now, m);
     }

@@ -161,10 +161,10 @@ pub fn compare_addresses(a: &[u8], b: &[u8]) -> Ordering {
 /// `prefix<d1>user<d2>domain@origin`, using the original recipient when there is one
 /// (Postfix's verp_sender).
 pub fn verp_sender(delimiters: &[u8], sender: &[u8], recipient: &Recipient) -> Vec<u8> {
-    let rcpt = if recipient.original.is_empty() {
-        &recipient.address
+    let rcpt = if recipient.original().is_empty() {
+        &recipient.address()
     } else {
-        &recipient.original
+        &recipient.original()
     };
     let (s_local, s_domain) = match memchr::memrchr(b'@', sender) {
         Some(i) => (&sender[..i], &sender[i + 1..]),
@@ -212,11 +212,7 @@ mod tests {
     use super::*;
 
     fn rcpt(address: &str, original: &str) -> Recipient {
-        Recipient {
-            address: address.into(),
-            original: original.into(),
-            ..Recipient::default()
-        }
+        Recipient::new(original.as_bytes(), address.as_bytes(), 0, b"", 0)
     }
 
     #[test]

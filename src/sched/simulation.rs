@@ -163,9 +163,9 @@ impl World {
                 .collect();
             let envelope = Envelope {
                 sender: if file.sender_empty {
-                    Vec::new()
+                    Box::default()
                 } else {
-                    b"s@x".to_vec()
+                    b"s@x"[..].into()
                 },
                 create_time: file.create_time,
                 warn: file.warn.map(|time| WarnRecord {
@@ -210,9 +210,9 @@ impl World {
     }
 
     fn route(&mut self, m: MessageRef, recipients: Vec<Recipient>) {
-        let routes = recipients
+        let routes: Vec<_> = recipients
             .into_iter()
-            .map(|r| recipient(&String::from_utf8_lossy(&r.address)))
+            .map(|r| recipient(&String::from_utf8_lossy(r.address())))
             .collect();
         self.s.assign(self.now, m, routes);
     }
@@ -267,11 +267,11 @@ impl World {
             Action::DeferRecipient {
                 message, recipient, ..
             } => {
-                self.settle(message, &recipient.address, Outcome::Deferred)?;
+                self.settle(message, recipient.address(), Outcome::Deferred)?;
                 self.s.recorded(message, -1);
             }
             Action::DiscardRecipient { message, recipient } => {
-                self.settle(message, &recipient.address, Outcome::Delivered)?;
+                self.settle(message, recipient.address(), Outcome::Delivered)?;
                 self.s.recorded(message, 0);
             }
             Action::Warn(_) | Action::Info(_) => {}
@@ -593,7 +593,7 @@ impl World {
             _ => (Some(DeliveryReply::default()), Outcome::Delivered),
         };
         for r in &req.recipients {
-            self.settle(m, &r.address, outcome)?;
+            self.settle(m, r.address(), outcome)?;
         }
         self.s.agent_reply(self.now, e, reply.as_ref());
         Ok(())

@@ -23,7 +23,7 @@ fn sched() -> Scheduler {
 
 fn envelope(sender: &str) -> Envelope {
     Envelope {
-        sender: sender.as_bytes().to_vec(),
+        sender: sender.as_bytes().into(),
         ..Envelope::default()
     }
 }
@@ -35,11 +35,7 @@ fn smtp_route(address: &str) -> (Recipient, Route) {
 
 pub(super) fn route_to(transport: &str, nexthop: &str, address: &str) -> (Recipient, Route) {
     (
-        Recipient {
-            address: address.as_bytes().to_vec(),
-            original: address.as_bytes().to_vec(),
-            ..Recipient::default()
-        },
+        Recipient::new(address.as_bytes(), address.as_bytes(), 0, b"", 0),
         Route {
             transport: transport.as_bytes().to_vec(),
             nexthop: nexthop.as_bytes().to_vec(),
@@ -172,7 +168,7 @@ fn recipient_limit_splits_entries_and_verp_sends_one_recipient_each() {
 
     let mut s = sched();
     let mut env = envelope("sender@src.lab");
-    env.verp_delimiters = Some(b"+=".to_vec());
+    env.set_verp_delimiters(Some(b"+="));
     let (m, _) = s.add_message(b"V1".to_vec(), env, Timeval::default(), 0);
     s.assign(0, m, vec![smtp_route("v1@d1.lab"), smtp_route("v2@d1.lab")]);
     s.drain();
@@ -475,7 +471,7 @@ fn resolver_verdicts_defer_transports_and_null_recipients() {
     fail.flags |= resolve_flags::FAIL;
     let deferred = route_to("slow", "d1.lab", "c@d1.lab");
     let mut null = smtp_route("n@x");
-    null.0.address.clear();
+    null.0.set_address(b"");
     null.1.address.clear();
     add(&mut s, "G1", vec![(r1, bad), (r2, fail), deferred, null]);
     assert!(s
@@ -861,7 +857,7 @@ fn a_dead_destination_moves_its_waiting_mail_to_retry_in_the_c_daemons_order() {
         .into_iter()
         .filter_map(|a| match a {
             Action::DeferRecipient { recipient, .. } => {
-                Some(String::from_utf8_lossy(&recipient.address).into_owned())
+                Some(String::from_utf8_lossy(recipient.address()).into_owned())
             }
             _ => None,
         })

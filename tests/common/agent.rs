@@ -106,7 +106,7 @@ impl Delivery {
         self.request
             .recipients
             .iter()
-            .map(|r| String::from_utf8_lossy(&r.address).into_owned())
+            .map(|r| String::from_utf8_lossy(r.address()).into_owned())
             .collect()
     }
 

@@ -18,8 +18,8 @@ mod types;
 pub use diagnostics::{FileWarning, ReadError, ReadEvent, Rejection, Severity, Warning};
 pub use reader::{read_envelope, read_recipient_batch, recipient_cap, ReadOptions};
 pub use types::{
-    ArrivalTime, Envelope, Opened, Recipient, RequestAttrs, WarnRecord, DEL_REQ_FLAG_MTA_VRFY,
-    DEL_REQ_FLAG_RECORD, DEL_REQ_FLAG_REC_DLY_SENT, DEL_REQ_FLAG_USR_VRFY,
+    ArrivalTime, Envelope, Opened, RareFields, Recipient, RequestAttrs, WarnRecord,
+    DEL_REQ_FLAG_MTA_VRFY, DEL_REQ_FLAG_RECORD, DEL_REQ_FLAG_REC_DLY_SENT, DEL_REQ_FLAG_USR_VRFY,
     DEL_REQ_TRACE_FLAGS_MASK, DSN_NOTIFY_DELAY, DSN_NOTIFY_FAILURE, DSN_NOTIFY_NEVER,
     DSN_NOTIFY_SUCCESS, DSN_RET_FULL, DSN_RET_HDRS,
 };

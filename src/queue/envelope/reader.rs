@@ -5,9 +5,9 @@ use std::io::{Read, Seek};
 use super::diagnostics::{seek_failed, ReadError, ReadEvent, Rejection, Warning};
 use super::legacy::legacy_scan;
 use super::types::{
-    ArrivalTime, Envelope, Opened, Recipient, RequestAttrs, WarnRecord, DEL_REQ_FLAG_RECORD,
-    DEL_REQ_FLAG_REC_DLY_SENT, DEL_REQ_TRACE_FLAGS_MASK, DSN_NOTIFY_DELAY, DSN_NOTIFY_FAILURE,
-    DSN_NOTIFY_NEVER, DSN_NOTIFY_SUCCESS, DSN_RET_FULL, DSN_RET_HDRS,
+    ArrivalTime, Envelope, Opened, RareFields, Recipient, RequestAttrs, WarnRecord,
+    DEL_REQ_FLAG_RECORD, DEL_REQ_FLAG_REC_DLY_SENT, DEL_REQ_TRACE_FLAGS_MASK, DSN_NOTIFY_DELAY,
+    DSN_NOTIFY_FAILURE, DSN_NOTIFY_NEVER, DSN_NOTIFY_SUCCESS, DSN_RET_FULL, DSN_RET_HDRS,
 };
 use crate::queue::record::{
     c_atoi, c_atol, c_string, is_c_space, parse_size_record, parse_warn_time, PointerError,
@@ -110,6 +110,8 @@ pub fn read_envelope<R: Read + Seek>(
 ) -> Result<Envelope, ReadError> {
     let mut draft = Draft::default();
     let outcome = read_records(file, &mut draft, options, 0);
+    // The batch stays in memory until routed: no room for the pushes that did not come.
+    draft.recipients.shrink_to_fit();
     if let Err(rejection) = outcome {
         return Err(ReadError {
             rejection,
@@ -144,13 +146,16 @@ pub fn read_envelope<R: Read + Seek>(
         } else {
             draft.create_time
         },
-        sender,
+        sender: sender.into_boxed_slice(),
         recipients: draft.recipients,
         resume_offset: draft.resume_offset,
-        filter_transport: draft.filter,
-        inspect_transport: draft.inspect,
-        redirect_address: draft.redirect,
-        verp_delimiters: draft.verp,
+        rare: RareFields {
+            filter_transport: draft.filter.map(Vec::into_boxed_slice),
+            inspect_transport: draft.inspect.map(Vec::into_boxed_slice),
+            redirect_address: draft.redirect.map(Vec::into_boxed_slice),
+            verp_delimiters: draft.verp.map(Vec::into_boxed_slice),
+        }
+        .boxed(),
         warn: draft.warn,
         trace_flags,
         trace_flags_offset: draft.trace_flags_offset,
@@ -195,6 +200,7 @@ pub fn read_recipient_batch<R: Read + Seek>(
     };
     match read_records(file, &mut draft, options, start) {
         Ok(()) => {
+            draft.recipients.shrink_to_fit();
             envelope.recipients = draft.recipients;
             envelope.resume_offset = draft.resume_offset;
             Ok(draft.events)
@@ -367,13 +373,13 @@ fn read_records<R: Read + Seek>(
         match kind {
             REC_TYPE_RCPT => {
                 if d.resume_offset.is_none() {
-                    d.recipients.push(Recipient {
-                        offset: curr,
-                        address: start.to_vec(),
-                        original: orig_rcpt.take().unwrap_or_default(),
-                        dsn_orig_rcpt: dsn_orcpt.take().unwrap_or_default(),
-                        notify_flags: std::mem::take(&mut dsn_notify) as u32,
-                    });
+                    d.recipients.push(Recipient::new(
+                        &orig_rcpt.take().unwrap_or_default(),
+                        start,
+                        curr,
+                        &dsn_orcpt.take().unwrap_or_default(),
+                        std::mem::take(&mut dsn_notify) as u32,
+                    ));
                     if d.recipients.len() >= cap {
                         d.resume_offset = Some(reader.position());
                         if d.seen_all_non_rcpt {

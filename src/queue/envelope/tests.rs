@@ -41,7 +41,7 @@ fn simple() -> QueueFileBuilder {
 fn reads_a_simple_file() {
     let built = simple().build();
     let env = read(&built.bytes).unwrap();
-    assert_eq!(env.sender, b"sender@example.com");
+    assert_eq!(&*env.sender, b"sender@example.com");
     assert_eq!(
         env.arrival_time,
         ArrivalTime {
@@ -52,7 +52,7 @@ fn reads_a_simple_file() {
     assert_eq!(env.create_time, 1_700_000_000);
     assert_eq!(env.size, built.size);
     assert_eq!(env.recipients.len(), 1);
-    assert_eq!(env.recipients[0].address, b"a@example.net");
+    assert_eq!(env.recipients[0].address(), b"a@example.net");
     assert_eq!(env.recipients[0].offset, built.envelope_offsets[3]);
     assert_eq!(env.attrs.rewrite_context(), b"local");
     assert_eq!(env.resume_offset, None);
@@ -129,7 +129,7 @@ fn reads_all_fields() {
     assert_eq!(env.attrs.sasl_sender(), b"s");
     assert_eq!(env.attrs.log_ident(), b"ident");
     assert_eq!(env.attrs.rewrite_context(), b"remote");
-    assert_eq!(env.verp_delimiters.as_deref(), Some(&b"+="[..]));
+    assert_eq!(env.verp_delimiters(), Some(&b"+="[..]));
     assert_eq!(env.dsn_ret, 2);
     assert_eq!(env.attrs.dsn_envid(), b"ENVID1");
     assert_eq!(env.trace_flags, DEL_REQ_FLAG_RECORD);
@@ -141,31 +141,21 @@ fn reads_all_fields() {
             time: 1_700_003_600
         })
     );
-    assert_eq!(env.inspect_transport.as_deref(), Some(&b"inspect:"[..]));
-    assert_eq!(
-        env.filter_transport.as_deref(),
-        Some(&b"smtp:[127.0.0.1]:10025"[..])
-    );
-    assert_eq!(
-        env.redirect_address.as_deref(),
-        Some(&b"redirect@example.org"[..])
-    );
+    assert_eq!(env.inspect_transport(), Some(&b"inspect:"[..]));
+    assert_eq!(env.filter_transport(), Some(&b"smtp:[127.0.0.1]:10025"[..]));
+    assert_eq!(env.redirect_address(), Some(&b"redirect@example.org"[..]));
     assert_eq!(env.attrs.encoding(), b"8bit");
     assert_eq!(env.smtputf8, 1);
-    let r: Vec<_> = env
-        .recipients
-        .iter()
-        .map(|r| r.address.as_slice())
-        .collect();
+    let r: Vec<_> = env.recipients.iter().map(|r| r.address()).collect();
     assert_eq!(
         r,
         [&b"r1@example.net"[..], b"r2@example.net", b"r3@example.net"]
     );
-    assert_eq!(env.recipients[0].original, b"orig@example.net");
-    assert_eq!(env.recipients[0].dsn_orig_rcpt, b"rfc822;o@example.net");
+    assert_eq!(env.recipients[0].original(), b"orig@example.net");
+    assert_eq!(&*env.recipients[0].dsn_orig_rcpt(), b"rfc822;o@example.net");
     assert_eq!(env.recipients[0].notify_flags, 6);
-    assert_eq!(env.recipients[1].original, b"");
-    assert_eq!(env.recipients[1].dsn_orig_rcpt, b"rfc822;x");
+    assert_eq!(env.recipients[1].original(), b"");
+    assert_eq!(&*env.recipients[1].dsn_orig_rcpt(), b"rfc822;x");
     assert_eq!(env.recipients[1].notify_flags, 1);
     assert_eq!(env.recipients[2].offset, built.extracted_offsets[3]);
     assert!(warnings(&env).is_empty(), "{:?}", warnings(&env));
@@ -310,7 +300,7 @@ fn pointers_are_followed() {
     let r: Vec<_> = env
         .recipients
         .iter()
-        .map(|r| (r.address.clone(), r.offset))
+        .map(|r| (r.address().to_vec(), r.offset))
         .collect();
     assert_eq!(
         r,
@@ -344,7 +334,7 @@ fn content_is_skipped() {
     let mut b = simple();
     b.content = vec![(b'N', b"S fake".to_vec()), (b'Z', b"junk".to_vec())];
     let env = read(&b.build().bytes).unwrap();
-    assert_eq!(env.sender, b"sender@example.com");
+    assert_eq!(&*env.sender, b"sender@example.com");
 }
 
 #[test]
@@ -391,9 +381,9 @@ fn warnings_have_c_wording() {
             "ID: ignoring out-of-order original recipient <left>",
         ]
     );
-    assert_eq!(env.verp_delimiters, None);
-    assert_eq!(env.recipients[0].original, b"o2");
-    assert_eq!(env.recipients[0].dsn_orig_rcpt, b"x2");
+    assert_eq!(env.verp_delimiters(), None);
+    assert_eq!(env.recipients[0].original(), b"o2");
+    assert_eq!(&*env.recipients[0].dsn_orig_rcpt(), b"x2");
     assert_eq!(env.recipients[0].notify_flags, 0);
     assert_eq!(env.attrs.rewrite_context(), b"remote");
     assert_eq!(env.dsn_ret, 0);
@@ -440,10 +430,10 @@ fn first_values_win_where_c_says_so() {
     let env = read(&built.bytes).unwrap();
     assert_eq!(env.arrival_time, ArrivalTime { sec: 100, usec: 5 });
     assert_eq!(env.create_time, 50);
-    assert_eq!(env.sender, b"first");
+    assert_eq!(&*env.sender, b"first");
     assert_eq!(env.warn.unwrap().time, 10);
     assert_eq!(env.attrs.dsn_envid(), b"e2");
-    assert_eq!(env.filter_transport.as_deref(), Some(&b"f2"[..]));
+    assert_eq!(env.filter_transport(), Some(&b"f2"[..]));
     assert_eq!(env.attrs.encoding(), b"8bit");
 }
 
@@ -493,7 +483,7 @@ fn recipients_come_in_batches() {
             seen.extend(
                 env.recipients
                     .iter()
-                    .map(|r| (r.offset, r.address.clone(), r.original.clone())),
+                    .map(|r| (r.offset, r.address().to_vec(), r.original().to_vec())),
             );
             if env.resume_offset.is_none() {
                 break;
@@ -561,8 +551,8 @@ fn nul_truncates_values_like_c() {
     let mut b = QueueFileBuilder::simple(5, b"s@x\0hidden", &[b"r\0x"]);
     b.env(b'A', b"log_ident=a\0b");
     let env = read(&b.build().bytes).unwrap();
-    assert_eq!(env.sender, b"s@x");
-    assert_eq!(env.recipients[0].address, b"r");
+    assert_eq!(&*env.sender, b"s@x");
+    assert_eq!(env.recipients[0].address(), b"r");
     assert_eq!(env.attrs.log_ident(), b"a");
 }
 
@@ -614,7 +604,7 @@ proptest! {
         let opts = ReadOptions { recipient_cap: cap, ..OPTS };
         let mut file = Cursor::new(b.build().bytes);
         let mut env = read_envelope(&mut file, &opts).unwrap();
-        prop_assert_eq!(&env.sender, &sender);
+        prop_assert_eq!(&*env.sender, &sender[..]);
         prop_assert_eq!(env.arrival_time, ArrivalTime { sec: arrival, usec });
         let trimmed: &[u8] = {
             let s = ident.iter().position(|&c| !is_c_space(c)).unwrap_or(ident.len());
@@ -630,9 +620,9 @@ proptest! {
         }
         prop_assert_eq!(got.len(), rcpts.len());
         for (r, (addr, orig, orcpt, n)) in got.iter().zip(&rcpts) {
-            prop_assert_eq!(&r.address, addr);
-            prop_assert_eq!(&r.original, orig);
-            prop_assert_eq!(&r.dsn_orig_rcpt, orcpt);
+            prop_assert_eq!(&r.address().to_vec(), addr);
+            prop_assert_eq!(&r.original().to_vec(), orig);
+            prop_assert_eq!(&r.dsn_orig_rcpt().to_vec(), orcpt);
             prop_assert_eq!(r.notify_flags, notify[*n]);
         }
     }

@@ -60,13 +60,16 @@ pub struct Opened {
 }
 
 /// The strings a delivery request copies from the envelope, packed into one allocation: a
-/// message stays in memory for its whole delivery, and these are a dozen short strings.
+/// message stays in memory for its whole delivery, and these are a dozen short strings. The
+/// buffer starts with each field's length as a LEB128 number (one byte for a field under 128
+/// bytes), then the fields in [`RequestAttrs::new`]'s order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestAttrs {
     buf: Box<[u8]>,
-    /// End offset of each field in `buf`, in [`RequestAttrs::new`]'s order.
-    ends: [u32; 12],
 }
+
+/// The number of fields.
+const REQUEST_ATTRS: usize = 12;
 
 macro_rules! request_attrs {
     ($($(#[$doc:meta])* $name:ident = $index:expr;)*) => {
@@ -105,26 +108,48 @@ request_attrs! {
 
 impl RequestAttrs {
     /// Packs the twelve fields, in the accessors' order.
-    pub fn new(fields: [&[u8]; 12]) -> RequestAttrs {
-        let mut buf = Vec::with_capacity(fields.iter().map(|f| f.len()).sum());
-        let mut ends = [0u32; 12];
-        for (end, field) in ends.iter_mut().zip(fields) {
+    pub fn new(fields: [&[u8]; REQUEST_ATTRS]) -> RequestAttrs {
+        let mut buf =
+            Vec::with_capacity(fields.iter().map(|f| f.len()).sum::<usize>() + REQUEST_ATTRS);
+        for field in fields {
+            let mut len = field.len();
+            while len >= 0x80 {
+                buf.push((len & 0x7f) as u8 | 0x80);
+                len >>= 7;
+            }
+            buf.push(len as u8);
+        }
+        for field in fields {
             buf.extend_from_slice(field);
-            *end = u32::try_from(buf.len()).unwrap_or(u32::MAX);
         }
         RequestAttrs {
             buf: buf.into_boxed_slice(),
-            ends,
         }
     }
 
     fn field(&self, index: usize) -> &[u8] {
-        let start = match index {
-            0 => 0,
-            i => self.ends.get(i - 1).copied().unwrap_or(0) as usize,
-        };
-        let end = self.ends.get(index).copied().unwrap_or(0) as usize;
-        self.buf.get(start..end).unwrap_or_default()
+        let mut pos = 0;
+        let mut start = 0;
+        let mut wanted = 0;
+        for i in 0..REQUEST_ATTRS {
+            let mut len = 0usize;
+            let mut shift = 0;
+            while let Some(&b) = self.buf.get(pos) {
+                pos += 1;
+                len |= usize::from(b & 0x7f).checked_shl(shift).unwrap_or(0);
+                shift += 7;
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+            if i < index {
+                start += len;
+            } else if i == index {
+                wanted = len;
+            }
+        }
+        let start = pos + start;
+        self.buf.get(start..start + wanted).unwrap_or_default()
     }
 }
 
@@ -137,19 +162,14 @@ pub struct Envelope {
     pub arrival_time: ArrivalTime,
     /// `A create_time` / `c`, else arrival seconds.
     pub create_time: i64,
-    pub sender: Vec<u8>,
+    pub sender: Box<[u8]>,
     /// The current batch, in file order.
     pub recipients: Vec<Recipient>,
     /// Where the next batch starts, when the cap stopped the previous one.
     pub resume_offset: Option<u64>,
-    /// `L` in the envelope or extracted segment (last wins).
-    pub filter_transport: Option<Vec<u8>>,
-    /// `I` (last wins).
-    pub inspect_transport: Option<Vec<u8>>,
-    /// `>` (last wins).
-    pub redirect_address: Option<Vec<u8>>,
-    /// Valid `V` delimiters (first valid wins); deliveries then carry one recipient each.
-    pub verp_delimiters: Option<Vec<u8>>,
+    /// The content filter, inspection transport, redirect address and VERP delimiters:
+    /// see [`Envelope::filter_transport`] and the others.
+    pub rare: Option<Box<RareFields>>,
     /// First `W` record.
     pub warn: Option<WarnRecord>,
     /// Trace flags (masked), plus REC_DLY_SENT when confirm_delay_cleared and W < 0.
@@ -166,7 +186,51 @@ pub struct Envelope {
     pub events: Vec<ReadEvent>,
 }
 
+/// The envelope strings few messages have, boxed together: the active queue holds thousands
+/// of envelopes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RareFields {
+    pub filter_transport: Option<Box<[u8]>>,
+    pub inspect_transport: Option<Box<[u8]>>,
+    pub redirect_address: Option<Box<[u8]>>,
+    pub verp_delimiters: Option<Box<[u8]>>,
+}
+
+impl RareFields {
+    /// `None` when no field is set.
+    pub fn boxed(self) -> Option<Box<RareFields>> {
+        (self != RareFields::default()).then(|| Box::new(self))
+    }
+}
+
 impl Envelope {
+    /// `L` in the envelope or extracted segment (last wins).
+    pub fn filter_transport(&self) -> Option<&[u8]> {
+        self.rare.as_ref()?.filter_transport.as_deref()
+    }
+
+    /// `I` (last wins).
+    pub fn inspect_transport(&self) -> Option<&[u8]> {
+        self.rare.as_ref()?.inspect_transport.as_deref()
+    }
+
+    /// `>` (last wins).
+    pub fn redirect_address(&self) -> Option<&[u8]> {
+        self.rare.as_ref()?.redirect_address.as_deref()
+    }
+
+    /// Valid `V` delimiters (first valid wins); deliveries then carry one recipient each.
+    pub fn verp_delimiters(&self) -> Option<&[u8]> {
+        self.rare.as_ref()?.verp_delimiters.as_deref()
+    }
+
+    /// Sets the VERP delimiters.
+    pub fn set_verp_delimiters(&mut self, delimiters: Option<&[u8]>) {
+        let mut rare = self.rare.take().map(|r| *r).unwrap_or_default();
+        rare.verp_delimiters = delimiters.map(Box::from);
+        self.rare = rare.boxed();
+    }
+
     /// The `from=<..>` information logged at the `S` record.
     pub fn opened(&self) -> Option<&Opened> {
         opened_in(&self.events)
@@ -177,5 +241,38 @@ impl Envelope {
         self.events
             .iter()
             .filter(|e| !matches!(e, ReadEvent::Opened(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestAttrs;
+
+    #[test]
+    fn request_attrs_keep_fields_of_any_length() {
+        let long = vec![b'x'; 200];
+        let longer = vec![b'y'; 70000];
+        let fields: [&[u8]; 12] = [
+            b"name", b"", &long, b"p", &longer, b"", b"u", b"s", b"ident", b"local", b"8bit",
+            b"envid",
+        ];
+        let a = RequestAttrs::new(fields);
+        let got = [
+            a.log_client_name(),
+            a.log_client_address(),
+            a.log_client_port(),
+            a.log_protocol_name(),
+            a.log_helo_name(),
+            a.sasl_method(),
+            a.sasl_username(),
+            a.sasl_sender(),
+            a.log_ident(),
+            a.rewrite_context(),
+            a.encoding(),
+            a.dsn_envid(),
+        ];
+        assert_eq!(got, fields);
+        assert_eq!(RequestAttrs::default().rewrite_context(), b"");
+        assert_eq!(std::mem::size_of::<RequestAttrs>(), 16);
     }
 }
