@@ -4,6 +4,7 @@
 #   make test      every test: unit, property, fake-peer and real-Postfix interop (installs deps)
 #   make bench     ours and Debian's C oqmgr side by side, in one run
 #   make lint      rustfmt check, clippy -D warnings, mandoc -Tlint of the manual pages
+#   make fuzz      coverage-guided fuzzing of every decoder of outside input (nightly, long)
 #   make install   oqmgr into Postfix's daemon_directory, oqmgrctl into its command_directory
 #                  (both stripped; KEEP_DEBUG=yes keeps their debug info under /usr/lib/debug),
 #                  manual pages into sections 8 and 1
@@ -28,7 +29,7 @@ OBJCOPY      ?= objcopy
 KEEP_DEBUG   ?= no
 DEBUG_DIR    ?= /usr/lib/debug
 
-.PHONY: all build deps test lint demo bench lab-check install uninstall clean
+.PHONY: all build deps test lint demo bench fuzz lab-check install uninstall clean
 
 all: build
 
@@ -75,6 +76,15 @@ demo: deps build
 # Ours and Debian's C oqmgr side by side in one run, interleaved: medians and ratios.
 bench: deps build
 	tests/lab/bench --ours $(BIN)
+
+# Coverage-guided fuzzing (cargo-fuzz, nightly; installs both when missing) of every decoder
+# of outside input, FUZZ_RUNS cases per target, one target at a time; prints a table of cases
+# run and findings, fails if any target found a crash, hang or OOM. Not part of `make test`.
+# FUZZ_TARGETS picks targets (record envelope attr config trigger memory status queue_id).
+FUZZ_RUNS    ?= 1000000
+FUZZ_TARGETS ?=
+fuzz:
+	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz/run.sh
 
 # The lab harness's own end-to-end check (with the C oqmgr).
 lab-check: deps

@@ -379,13 +379,13 @@ impl Daemon {
 /// An agent's final reply as the C daemon's qmgr_deliver_final_reply reads it with a strict
 /// attr_scan: the hop-status fields read before anything went wrong, and the status.
 #[derive(Debug, Default, PartialEq)]
-struct ScannedReply {
+pub struct ScannedReply {
     /// Leading fields of the DSN group, in dsb_scan's order.
-    hop_fields: Vec<Vec<u8>>,
+    pub hop_fields: Vec<Vec<u8>>,
     /// `None`: the reply was malformed (DELIVER_STAT_CRASH).
-    status: Option<i32>,
+    pub status: Option<i32>,
     /// attr_scan's own warnings.
-    warnings: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 /// The seven DSN attributes of a reply, in the order dsb_scan reads them.
@@ -403,7 +403,7 @@ const HOP_STATUS_FIELDS: [&str; 7] = [
 /// leaves what it carried in the scheduler's hop-status buffer. An attribute after `status`
 /// only draws a warning: the C scanner has converted both items by then. `path` is the
 /// connection's (`private/smtp`); warnings name it as the C daemon does (`private/smtp socket`).
-fn scan_final_reply(list: &AttrList, path: &str) -> ScannedReply {
+pub fn scan_final_reply(list: &AttrList, path: &str) -> ScannedReply {
     let warning = |e: crate::proto::attr::AttrError| e.warning(&socket_name(path));
     let mut scanned = ScannedReply::default();
     let mut r = list.reader(ScanMode::Strict);

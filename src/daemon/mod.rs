@@ -22,6 +22,9 @@ mod table_watch;
 pub mod timers;
 mod triggers;
 
+// An agent's final reply is outside input: the fuzz targets (fuzz/) feed it to this scanner.
+pub use deliver::{scan_final_reply, ScannedReply};
+
 use std::collections::HashMap;
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
