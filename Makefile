@@ -63,6 +63,8 @@ test: deps lint
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets --quiet -- -D warnings
+	@# The fuzz targets build against the library (stable is enough to check them).
+	cd fuzz && $(CARGO) check --locked --bins --quiet
 	@for page in $(MAN_PAGES); do \
 	  out=$$(mandoc -Tlint -W warning $$page 2>&1); \
 	  if [ -n "$$out" ]; then echo "$$out"; echo "make: $$page is not mandoc -Tlint clean" >&2; exit 1; fi; \

@@ -60,11 +60,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|(transport, nexthop)| {
             let address = b"u@d.lab".to_vec();
             (
-                Recipient {
-                    address: address.clone(),
-                    original: address.clone(),
-                    ..Recipient::default()
-                },
+                Recipient::new(&address, &address, 0, b"", 0),
                 Route {
                     transport: transport.clone(),
                     nexthop: nexthop.to_vec(),
