@@ -330,6 +330,25 @@ mod tests {
     }
 
     #[test]
+    fn hash_key_of_long_ids_is_the_usecs_in_05x() {
+        // Every usecs width: 0, short of 5 digits, 5 digits, and the 6 digits of out-of-range
+        // values 4 base-52 digits can hold (52^4 - 1 = 0x6F90FF).
+        for usecs in [0u64, 0x1A, 0xF423F, 0x100000, 52u64.pow(4) - 1] {
+            let long = format!(
+                "{}{}z{}",
+                encode_safe(1_700_000_000, LONG_TIME_BASE, LONG_SECS_MIN_WIDTH),
+                encode_safe(usecs, LONG_TIME_BASE, LONG_USECS_WIDTH),
+                encode_safe(12345, LONG_INODE_BASE, 1)
+            );
+            assert_eq!(id(&long).hash_key(), format!("{usecs:05X}"), "{long}");
+        }
+        assert_eq!(
+            id(REAL_SHORT).with_hash_key(|k| k.to_vec()),
+            REAL_SHORT.as_bytes()
+        );
+    }
+
+    #[test]
     fn real_short_id_decodes_to_usecs_and_inode() {
         let fields = id(REAL_SHORT).decode().unwrap();
         assert_eq!(fields.secs, None);
