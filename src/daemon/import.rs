@@ -141,7 +141,12 @@ impl Daemon {
             crate::queue::path::DEFERRED
         };
         let now_i = i64::try_from(now).unwrap_or(i64::MAX);
-        let ready = match self.qdir.open_ok(queue, name, now_i) {
+        let scan = if scan_idx == 0 {
+            &self.incoming
+        } else {
+            &self.deferred
+        };
+        let ready = match self.qdir.open_ok_in(queue, name, now_i, scan.current_dir()) {
             OpenCheck::Ready(r) => r,
             other => {
                 if let Some(w) = other.warning() {

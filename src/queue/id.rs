@@ -182,18 +182,33 @@ impl QueueId {
     /// ids hash by their microseconds converted to `%05X`, so both forms spread the same way;
     /// unreadable microseconds count as 0, as in Postfix.
     pub fn hash_key(&self) -> String {
+        self.with_hash_key(|key| String::from_utf8_lossy(key).into_owned())
+    }
+
+    /// Calls `f` with [`QueueId::hash_key`]'s bytes, built on the stack: the path of every
+    /// scanned file needs it, and an allocation per file shows in a scan's profile.
+    pub fn with_hash_key<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
         let bytes = self.as_bytes();
-        match long_separator(bytes) {
-            Some(z) => {
-                let usecs = z
-                    .checked_sub(LONG_USECS_WIDTH)
-                    .and_then(|start| bytes.get(start..z))
-                    .and_then(|digits| decode_safe(digits, LONG_TIME_BASE))
-                    .unwrap_or(0);
-                format!("{usecs:05X}")
+        let Some(z) = long_separator(bytes) else {
+            return f(bytes);
+        };
+        let mut usecs = z
+            .checked_sub(LONG_USECS_WIDTH)
+            .and_then(|start| bytes.get(start..z))
+            .and_then(|digits| decode_safe(digits, LONG_TIME_BASE))
+            .unwrap_or(0);
+        // `%05X`: upper-case hex, at least 5 digits; a u64 has at most 16.
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let mut digits = [b'0'; 16];
+        let mut start = digits.len();
+        while usecs != 0 || digits.len() - start < 5 {
+            start -= 1;
+            if let Some(slot) = digits.get_mut(start) {
+                *slot = HEX[(usecs & 0xF) as usize];
             }
-            None => self.0.clone(),
+            usecs >>= 4;
         }
+        f(digits.get(start..).unwrap_or_default())
     }
 }
 
@@ -312,6 +327,25 @@ mod tests {
             REAL_LONG
         );
         assert_eq!(id(REAL_LONG).form(), IdForm::Long);
+    }
+
+    #[test]
+    fn hash_key_of_long_ids_is_the_usecs_in_05x() {
+        // Every usecs width: 0, short of 5 digits, 5 digits, and the 6 digits of out-of-range
+        // values 4 base-52 digits can hold (52^4 - 1 = 0x6F90FF).
+        for usecs in [0u64, 0x1A, 0xF423F, 0x100000, 52u64.pow(4) - 1] {
+            let long = format!(
+                "{}{}z{}",
+                encode_safe(1_700_000_000, LONG_TIME_BASE, LONG_SECS_MIN_WIDTH),
+                encode_safe(usecs, LONG_TIME_BASE, LONG_USECS_WIDTH),
+                encode_safe(12345, LONG_INODE_BASE, 1)
+            );
+            assert_eq!(id(&long).hash_key(), format!("{usecs:05X}"), "{long}");
+        }
+        assert_eq!(
+            id(REAL_SHORT).with_hash_key(|k| k.to_vec()),
+            REAL_SHORT.as_bytes()
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! string work: nothing touches the file system.
 
 use std::fmt;
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
 use super::id::QueueId;
@@ -56,7 +57,7 @@ const HEX_DIGITS_OR_END: &[u8] = b"0123456789ABCDEF_";
 /// Length of the hex microseconds that start every hash key Postfix makes.
 const HEX_USECS_LEN: usize = 5;
 /// Subdirectory character used when the hash key is shorter than the depth.
-const SHORT_KEY_FILLER: char = '_';
+const SHORT_KEY_FILLER: u8 = b'_';
 
 /// Whether `name` can be a queue name: 1 to 100 ASCII letters and digits.
 pub fn queue_name_ok(name: &[u8]) -> bool {
@@ -136,16 +137,21 @@ impl QueuePaths {
     ///
     /// `queue_name` is one of this module's constants; it is used as given.
     pub fn dir(&self, queue_name: &str, id: &QueueId) -> PathBuf {
-        let mut dir = PathBuf::from(queue_name);
-        if self.is_hashed(queue_name) {
-            let key = id.hash_key();
-            let mut key_chars = key.chars();
-            for _ in 0..self.depth {
-                let level = key_chars.next().unwrap_or(SHORT_KEY_FILLER);
-                dir.push(level.to_string());
-            }
+        if !self.is_hashed(queue_name) {
+            return PathBuf::from(queue_name);
         }
-        dir
+        // Built as bytes in one buffer: this runs for every file a scan looks at.
+        let mut dir = Vec::with_capacity(queue_name.len() + 2 * self.depth + id.as_str().len() + 1);
+        dir.extend_from_slice(queue_name.as_bytes());
+        // Ids and hash keys are ASCII, so a byte is a character.
+        id.with_hash_key(|key| {
+            let mut key_chars = key.iter();
+            for _ in 0..self.depth {
+                dir.push(b'/');
+                dir.push(key_chars.next().copied().unwrap_or(SHORT_KEY_FILLER));
+            }
+        });
+        PathBuf::from(std::ffi::OsString::from_vec(dir))
     }
 
     /// Path of the file for `id` in `queue_name`, e.g. `deferred/3/3F2A11C2B3`.

@@ -14,12 +14,14 @@
 
 use std::fmt;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::dir::{Dir, OwningIter};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
+use super::file::ScannedDir;
 use super::scan_flags::{FLUSH_DFXP, SCAN_ALL, SCAN_START};
 use crate::maillog::strerror;
 
@@ -55,6 +57,7 @@ impl std::error::Error for ScanError {
 struct OpenDir {
     /// Relative to the queue directory, for messages and for entering subdirectories.
     path: PathBuf,
+    fd: OwnedFd,
     entries: OwningIter,
 }
 
@@ -97,19 +100,37 @@ impl QueueScanner {
     fn push(&mut self, path: PathBuf) -> Result<(), ScanError> {
         let full = self.root.join(&path);
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        match Dir::open(&full, flags, Mode::empty()) {
-            Ok(dir) => {
+        // A second descriptor of the same open directory, for the lstat()s relative to it
+        // (the reader's own is not lent out).
+        let opened = nix::fcntl::open(&full, flags, Mode::empty())
+            .map_err(io::Error::from)
+            .and_then(|fd| {
+                let reader = fd.try_clone()?;
+                let dir = Dir::from_fd(reader).map_err(io::Error::from)?;
+                Ok((fd, dir))
+            });
+        match opened {
+            Ok((fd, dir)) => {
                 self.stack.push(OpenDir {
                     path,
+                    fd,
                     entries: dir.into_iter(),
                 });
                 Ok(())
             }
-            Err(errno) => Err(ScanError {
-                path,
-                source: io::Error::from(errno),
-            }),
+            Err(source) => Err(ScanError { path, source }),
         }
+    }
+
+    /// The directory the last name came from, while it is open: until the next
+    /// [`QueueScanner::next_name`].
+    pub fn current_dir(&self) -> Option<ScannedDir<'_>> {
+        let dir = self.stack.last()?;
+        Some(ScannedDir {
+            root: &self.root,
+            path: &dir.path,
+            fd: dir.fd.as_fd(),
+        })
     }
 
     /// The next candidate queue id, or `None` when every directory has been read.
@@ -242,6 +263,12 @@ impl Scan {
             }
         }
         Ok(None)
+    }
+
+    /// The directory the last entry came from, while it is open (see
+    /// [`QueueScanner::current_dir`]).
+    pub fn current_dir(&self) -> Option<ScannedDir<'_>> {
+        self.scanner.as_ref()?.current_dir()
     }
 
     fn entry(&self, name: Vec<u8>) -> ScanEntry {

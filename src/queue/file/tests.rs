@@ -1,6 +1,6 @@
 use super::*;
 use crate::queue::path::{CORRUPT, DEFERRED};
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, MetadataExt};
 
 fn id(s: &str) -> QueueId {
     QueueId::parse(s.as_bytes()).unwrap()
