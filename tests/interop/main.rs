@@ -9,6 +9,7 @@
 mod agents;
 mod jitter;
 mod lab;
+mod multi;
 mod queue;
 mod remember;
 mod restart;
