@@ -60,7 +60,7 @@ impl AttrWriter {
 
     /// An int attribute (`%u`).
     pub fn int(&mut self, name: &str, value: u32) -> &mut Self {
-        self.raw(name.as_bytes(), value.to_string().as_bytes())
+        self.long(name, u64::from(value))
     }
 
     /// A C `int` sent as `%u`: -1 travels as `4294967295`.
@@ -68,9 +68,38 @@ impl AttrWriter {
         self.int(name, value as u32)
     }
 
-    /// A long attribute (`%lu`).
+    /// A long attribute (`%lu`), formatted in place (no string per number).
     pub fn long(&mut self, name: &str, value: u64) -> &mut Self {
-        self.raw(name.as_bytes(), value.to_string().as_bytes())
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = value;
+        loop {
+            at -= 1;
+            if let Some(d) = digits.get_mut(at) {
+                *d = b'0' + (rest % 10) as u8;
+            }
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        self.raw(name.as_bytes(), digits.get(at..).unwrap_or_default())
+    }
+
+    /// A string attribute whose value is the concatenation of `parts` (cut at the first NUL
+    /// of the whole, as [`AttrWriter::str`] would cut the joined value).
+    pub fn str_parts(&mut self, name: &str, parts: &[&[u8]]) -> &mut Self {
+        self.buf.extend_from_slice(c_string(name.as_bytes()));
+        self.buf.push(0);
+        for part in parts {
+            let kept = c_string(part);
+            self.buf.extend_from_slice(kept);
+            if kept.len() < part.len() {
+                break;
+            }
+        }
+        self.buf.push(0);
+        self
     }
 
     /// A data attribute (base64 of the bytes).

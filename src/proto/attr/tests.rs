@@ -315,4 +315,23 @@ proptest! {
         prop_assert_eq!(r.long("l"), Ok(long));
         prop_assert_eq!(r.end(), Ok(()));
     }
+
+    #[test]
+    fn numbers_print_as_plain_decimal(long in any::<u64>()) {
+        let mut w = AttrWriter::new();
+        w.long("l", long);
+        let want = format!("l\0{long}\0");
+        prop_assert_eq!(w.as_bytes(), want.as_bytes());
+    }
+
+    #[test]
+    fn parts_print_as_their_concatenation(a in proptest::collection::vec(any::<u8>(), 0..8),
+                                          b in proptest::collection::vec(any::<u8>(), 0..8)) {
+        let mut joined = a.clone();
+        joined.extend_from_slice(&b);
+        let (mut one, mut two) = (AttrWriter::new(), AttrWriter::new());
+        one.str("v", &joined);
+        two.str_parts("v", &[&a, &b]);
+        prop_assert_eq!(one.as_bytes(), two.as_bytes());
+    }
 }
