@@ -35,7 +35,6 @@ const RESOLVE_REPLY: &[u8] =
 
 fn pairs(list: &AttrList) -> Vec<(String, String)> {
     list.attrs()
-        .iter()
         .map(|(n, v)| {
             (
                 String::from_utf8_lossy(n).into_owned(),
@@ -257,7 +256,7 @@ fn data_and_fixed_values() {
 fn attr_list() -> impl Strategy<Value = AttrList> {
     let name = proptest::collection::vec(1u8..=255, 1..12);
     let value = proptest::collection::vec(1u8..=255, 0..40);
-    proptest::collection::vec((name, value), 0..10).prop_map(|attrs| AttrList { attrs })
+    proptest::collection::vec((name, value), 0..10).prop_map(|attrs| AttrList::from_pairs(&attrs))
 }
 
 proptest! {
