@@ -136,23 +136,33 @@ impl QueuePaths {
     ///
     /// `queue_name` is one of this module's constants; it is used as given.
     pub fn dir(&self, queue_name: &str, id: &QueueId) -> PathBuf {
-        let mut dir = PathBuf::from(queue_name);
+        let mut dir = String::with_capacity(queue_name.len() + 2 * self.depth);
+        self.push_dir(&mut dir, queue_name, id);
+        PathBuf::from(dir)
+    }
+
+    /// [`QueuePaths::dir`] appended to `out` as one string (no allocation per level).
+    fn push_dir(&self, out: &mut String, queue_name: &str, id: &QueueId) {
+        out.push_str(queue_name);
         if self.is_hashed(queue_name) {
-            let key = id.hash_key();
-            let mut key_chars = key.chars();
-            for _ in 0..self.depth {
-                let level = key_chars.next().unwrap_or(SHORT_KEY_FILLER);
-                dir.push(level.to_string());
-            }
+            id.with_hash_key(|key| {
+                for level in 0..self.depth {
+                    let c = key.get(level).map_or(SHORT_KEY_FILLER, |&b| char::from(b));
+                    out.push('/');
+                    out.push(c);
+                }
+            });
         }
-        dir
     }
 
     /// Path of the file for `id` in `queue_name`, e.g. `deferred/3/3F2A11C2B3`.
     pub fn path(&self, queue_name: &str, id: &QueueId) -> PathBuf {
-        let mut path = self.dir(queue_name, id);
-        path.push(id.as_str());
-        path
+        let name = id.as_str();
+        let mut path = String::with_capacity(queue_name.len() + 2 * self.depth + 1 + name.len());
+        self.push_dir(&mut path, queue_name, id);
+        path.push('/');
+        path.push_str(name);
+        PathBuf::from(path)
     }
 
     /// Every hash subdirectory that files with Postfix-made ids can land in, parents before
