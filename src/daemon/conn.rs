@@ -7,7 +7,7 @@ use std::path::Path;
 
 use mio::net::UnixStream;
 
-use crate::proto::attr::{AttrDecoder, AttrError, AttrList};
+use crate::proto::attr::{AttrDecoder, AttrError, AttrList, AttrWriter};
 
 /// Why a connection is of no further use.
 #[derive(Debug)]
@@ -84,6 +84,14 @@ impl Conn {
     /// Appends bytes to send; call [`Conn::flush`] afterwards.
     pub fn queue(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
+    }
+
+    /// Appends what `write` writes to the bytes to send (no buffer of its own per request);
+    /// call [`Conn::flush`] afterwards.
+    pub fn queue_with(&mut self, write: impl FnOnce(&mut AttrWriter)) {
+        let mut w = AttrWriter::with_buffer(std::mem::take(&mut self.out));
+        write(&mut w);
+        self.out = w.into_bytes();
     }
 
     /// Sends `bytes` after whatever is still queued; what the socket does not take is queued
