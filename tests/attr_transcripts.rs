@@ -154,9 +154,8 @@ fn resolve_request_and_reply_with_two_flags() {
     let list = one("main/003-read-rewrite.bin");
     let flags: Vec<&[u8]> = list
         .attrs()
-        .iter()
         .filter(|(n, _)| n == b"flags")
-        .map(|(_, v)| v.as_slice())
+        .map(|(_, v)| v)
         .collect();
     assert_eq!(flags, [&b"0"[..], &b"4096"[..]]);
     let reply = ResolveReply {
@@ -279,7 +278,7 @@ fn dsn_success_request_fields() {
 #[test]
 fn agent_replies_with_two_status_attributes() {
     let done = one("main/006-read-discard.bin");
-    let statuses = done.attrs().iter().filter(|(n, _)| n == b"status").count();
+    let statuses = done.attrs().filter(|(n, _)| n == b"status").count();
     assert_eq!(statuses, 2);
     let reply = DeliveryReply::decode(&done).unwrap();
     assert_eq!(reply, DeliveryReply::default());

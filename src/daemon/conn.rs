@@ -7,7 +7,7 @@ use std::path::Path;
 
 use mio::net::UnixStream;
 
-use crate::proto::attr::{AttrDecoder, AttrError, AttrList};
+use crate::proto::attr::{AttrDecoder, AttrError, AttrList, AttrWriter};
 
 /// Why a connection is of no further use.
 #[derive(Debug)]
@@ -84,6 +84,40 @@ impl Conn {
     /// Appends bytes to send; call [`Conn::flush`] afterwards.
     pub fn queue(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
+    }
+
+    /// Appends what `write` writes to the bytes to send (no buffer of its own per request);
+    /// call [`Conn::flush`] afterwards.
+    pub fn queue_with(&mut self, write: impl FnOnce(&mut AttrWriter)) {
+        let mut w = AttrWriter::with_buffer(std::mem::take(&mut self.out));
+        write(&mut w);
+        self.out = w.into_bytes();
+    }
+
+    /// Sends `bytes` after whatever is still queued; what the socket does not take is queued
+    /// (the same writes as [`Conn::queue`] then [`Conn::flush`], without copying a request
+    /// that goes out at once). `Ok(true)`: everything is out.
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<bool> {
+        if self.wants_write() {
+            self.queue(bytes);
+            return self.flush();
+        }
+        let mut done = 0;
+        while let Some(rest) = bytes.get(done..).filter(|r| !r.is_empty()) {
+            match self.stream.write(rest) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.out.clear();
+                    self.out.extend_from_slice(rest);
+                    self.written = 0;
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
     }
 
     /// Writes what it can. `Ok(true)`: everything is out.

@@ -7,14 +7,13 @@
 
 use std::io;
 
-use crate::proto::attr::AttrMessage;
+use crate::proto::attr::{AttrMessage, AttrWriter};
 use log::warn;
 
 use super::conn::{socket_name, Conn, ConnError, Readiness};
 use super::peers::{Peer, PeerId, PeerTimer};
 use super::{fatal, Daemon, TimerKind};
 use crate::proto::attr::{AttrList, ScanMode};
-use crate::proto::deliver::DeliveryRequest;
 use crate::proto::protocol::Protocol;
 use crate::sched::{EntryRef, Scheduler, TransportRef};
 
@@ -28,7 +27,7 @@ pub enum AgentState {
     /// The rate delay is over but the announcement was incomplete.
     Announcing,
     /// Request sent (or being written) for this entry; waiting for the reply.
-    Delivering { entry: EntryRef, queue_id: Vec<u8> },
+    Delivering { entry: EntryRef },
 }
 
 pub struct AgentConn {
@@ -120,15 +119,10 @@ impl AgentConn {
         verdict
     }
 
-    /// Starts writing the request for `entry`. `Ok(true)`: it is all out.
-    pub fn send(&mut self, entry: EntryRef, request: DeliveryRequest) -> io::Result<bool> {
-        let bytes = request.to_bytes();
-        self.state = AgentState::Delivering {
-            entry,
-            queue_id: request.queue_id,
-        };
-        self.conn.queue(&bytes);
-        self.conn.flush()
+    /// Starts writing the request for `entry` (its wire bytes). `Ok(true)`: it is all out.
+    pub fn send(&mut self, entry: EntryRef, bytes: &[u8]) -> io::Result<bool> {
+        self.state = AgentState::Delivering { entry };
+        self.conn.send(bytes)
     }
 
     /// Whether the agent announced `delivery_request_protocol`: `Pending` while the
@@ -292,15 +286,21 @@ impl Daemon {
         let Some(transport) = self.peers.agent_mut(id).map(|a| a.transport) else {
             return;
         };
-        let Some((entry, request)) = self.sched.agent_ready(now, transport) else {
+        let Some(entry) = self.sched.agent_pick(now, transport) else {
             self.remove_peer(id);
             self.run_actions(now);
             return;
         };
-        let Some(agent) = self.peers.agent_mut(id) else {
-            return;
+        let mut w = AttrWriter::with_buffer(std::mem::take(&mut self.request_buf));
+        self.sched.with_delivery_request(entry, |r| r.write(&mut w));
+        let mut bytes = w.into_bytes();
+        let sent = match self.peers.agent_mut(id) {
+            Some(agent) => agent.send(entry, &bytes),
+            None => return,
         };
-        match agent.send(entry, request) {
+        bytes.clear();
+        self.request_buf = bytes;
+        match sent {
             Ok(true) => self.await_reply(id),
             Ok(false) => {
                 // The C daemon writes the request blocking, bounded by ipc_timeout
@@ -366,9 +366,9 @@ impl Daemon {
             return;
         };
         match &agent.state {
-            AgentState::Delivering { queue_id, .. } => fatal(&format!(
+            AgentState::Delivering { entry } => fatal(&format!(
                 "{}: timeout receiving delivery status from transport: {}",
-                String::from_utf8_lossy(queue_id),
+                String::from_utf8_lossy(self.sched.entry_queue_id(*entry).unwrap_or_default()),
                 agent.name
             )),
             _ => fatal(&format!("timeout connecting to transport: {}", agent.name)),

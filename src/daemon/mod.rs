@@ -136,6 +136,9 @@ pub struct Daemon {
     status: status_server::StatusServer,
     /// data_directory, when destinations are remembered across restarts.
     memory: Option<memory::MemoryStore>,
+    /// Where delivery requests are built, kept between requests so building one allocates
+    /// nothing (only a request the socket does not take at once is copied to its connection).
+    request_buf: Vec<u8>,
 }
 
 /// How the daemon was started.
@@ -271,6 +274,7 @@ impl Daemon {
             tables: pre_jail.tables,
             status: status_server::StatusServer::new(now),
             memory: pre_jail.memory,
+            request_buf: Vec::new(),
         };
         daemon.register_master();
         daemon.open_status_socket();

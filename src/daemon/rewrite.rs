@@ -11,7 +11,6 @@
 //! written back to back would sit in its input buffer until the next write. The loop does not
 //! wait meanwhile; the answer arrives as an event like any other.
 
-use crate::proto::attr::AttrMessage;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -19,10 +18,10 @@ use std::time::{Duration, Instant};
 use mio::{Interest, Registry, Token};
 
 use super::conn::{Conn, ConnError};
-use crate::proto::attr::{AttrError, AttrList};
+use crate::proto::attr::{AttrError, AttrList, AttrWriter};
 use crate::proto::protocol::Protocol;
 use crate::proto::rewrite::{
-    ResolveClass, ResolveReply, ResolveRequest, RewriteReply, RewriteRequest,
+    write_resolve, write_rewrite, ResolveClass, ResolveReply, RewriteReply,
 };
 
 /// One question for trivial-rewrite.
@@ -46,23 +45,15 @@ pub enum Answer {
 }
 
 impl Query {
-    fn encode(&self) -> Vec<u8> {
+    /// Appends the request's wire form.
+    fn encode(&self, w: &mut AttrWriter) {
         match self {
             Query::Resolve {
                 class,
                 sender,
                 address,
-            } => ResolveRequest {
-                class: *class,
-                sender: sender.clone(),
-                address: address.clone(),
-            }
-            .to_bytes(),
-            Query::Rewrite { address } => RewriteRequest {
-                rule: b"local".to_vec(),
-                address: address.clone(),
-            }
-            .to_bytes(),
+            } => write_resolve(w, *class, sender, address),
+            Query::Rewrite { address } => write_rewrite(w, b"local", address),
         }
     }
 
@@ -303,11 +294,15 @@ impl<T> RewriteClient<T> {
     }
 
     /// The cached answer to `query`, if it is the last one asked and younger than 30 s.
-    fn cached(&mut self, now: Instant, query: &Query) -> Option<Answer> {
+    fn cached(&self, now: Instant, query: &Query) -> Option<Answer> {
         if !query.cacheable() {
             return None;
         }
-        match self.cache_slot(query) {
+        let slot = match query {
+            Query::Resolve { .. } => &self.last_resolve,
+            Query::Rewrite { .. } => &self.last_rewrite,
+        };
+        match slot {
             Some(c) if now < c.expires && c.query == *query => Some(c.answer.clone()),
             _ => None,
         }
@@ -320,8 +315,7 @@ impl<T> RewriteClient<T> {
             return;
         }
         while let Some((_, query)) = self.unsent.front() {
-            let query = query.clone();
-            let Some(answer) = self.cached(now, &query) else {
+            let Some(answer) = self.cached(now, query) else {
                 return;
             };
             if let Some((tag, query)) = self.unsent.pop_front() {
@@ -366,7 +360,7 @@ impl<T> RewriteClient<T> {
         if self.sent.is_empty() {
             if let Some((tag, query)) = self.unsent.pop_front() {
                 self.last_used = now;
-                conn.queue(&query.encode());
+                conn.queue_with(|w| query.encode(w));
                 self.sent.push_back((tag, query));
                 // A new request: its own ipc_timeout.
                 self.waiting_since = Some(now);

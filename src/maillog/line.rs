@@ -41,7 +41,16 @@ pub const MAX_TEXT: usize = 2000;
 /// Postfix's `printable(text, '?')`: printable ASCII stays; with `utf8` (smtputf8_enable), a
 /// lead byte 0xC2-0xFE followed by continuation bytes stays; every other byte becomes `?`.
 pub fn printable(text: &[u8], utf8: bool) -> Vec<u8> {
-    let mut out = text.to_vec();
+    let mut out = Vec::new();
+    push_printable(&mut out, text, utf8);
+    out
+}
+
+/// [`printable`] appended to `out`.
+pub fn push_printable(out: &mut Vec<u8>, text: &[u8], utf8: bool) {
+    let start = out.len();
+    out.extend_from_slice(text);
+    let out = out.get_mut(start..).unwrap_or_default();
     let mut i = 0;
     while i < out.len() {
         let ch = out[i];
@@ -60,16 +69,21 @@ pub fn printable(text: &[u8], utf8: bool) -> Vec<u8> {
             i += 1;
         }
     }
-    out
 }
 
 /// The severity prefix plus the sanitised text, capped at [`MAX_TEXT`] bytes of text.
 pub fn message(severity: Severity, text: &str, utf8: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    push_message(&mut out, severity, text, utf8);
+    out
+}
+
+/// [`message`] appended to `out`.
+pub fn push_message(out: &mut Vec<u8>, severity: Severity, text: &str, utf8: bool) {
     let body = text.as_bytes();
     let body = &body[..body.len().min(MAX_TEXT)];
-    let mut out = severity.prefix().as_bytes().to_vec();
-    out.extend_from_slice(&printable(body, utf8));
-    out
+    out.extend_from_slice(severity.prefix().as_bytes());
+    push_printable(out, body, utf8);
 }
 
 /// Local time fields for a log time stamp.
@@ -100,10 +114,16 @@ impl Stamp {
 
 /// The datagram postlogd receives: `Mmm dd HH:MM:SS <first label of host> <tag>[<pid>]: <msg>`.
 pub fn postlog_datagram(stamp: &Stamp, hostname: &str, tag: &str, pid: u32, msg: &[u8]) -> Vec<u8> {
-    let host = hostname.split('.').next().unwrap_or("");
-    let mut out = format!("{} {host} {tag}[{pid}]: ", stamp.format()).into_bytes();
+    let mut out = postlog_prefix(stamp, hostname, tag, pid);
     out.extend_from_slice(msg);
     out
+}
+
+/// What comes before the message in [`postlog_datagram`]; the same for every line of a
+/// second, so the sink formats it once a second.
+pub fn postlog_prefix(stamp: &Stamp, hostname: &str, tag: &str, pid: u32) -> Vec<u8> {
+    let host = hostname.split('.').next().unwrap_or("");
+    format!("{} {host} {tag}[{pid}]: ", stamp.format()).into_bytes()
 }
 
 #[cfg(test)]

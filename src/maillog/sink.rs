@@ -70,6 +70,17 @@ struct State {
     /// Our own connection to /dev/log for the watchdog's signal-safe last word (syslog
     /// target only; libc's syslog socket is not ours to use).
     _emergency_syslog: Option<UnixDatagram>,
+    /// postlogd's line prefix (time stamp, host, tag, pid) and the time(2) second it was
+    /// formatted for: localtime and formatting once a second, not once a line.
+    prefix: Vec<u8>,
+    prefix_time: Option<libc::time_t>,
+    /// The line being built, kept between lines.
+    line: Vec<u8>,
+}
+
+thread_local! {
+    /// Where a record's arguments are formatted, kept between records.
+    static TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -92,7 +103,19 @@ impl log::Log for Facade {
             log::Level::Warn => Severity::Warning,
             _ => Severity::Info,
         };
-        emit(severity, &record.args().to_string());
+        match record.args().as_str() {
+            Some(text) => emit(severity, text),
+            None => TEXT.with(|text| match text.try_borrow_mut() {
+                Ok(mut text) => {
+                    use std::fmt::Write as _;
+                    text.clear();
+                    let _ = write!(text, "{}", record.args());
+                    emit(severity, &text);
+                }
+                // A record formatted while another is being logged (a Display that logs).
+                Err(_) => emit(severity, &record.args().to_string()),
+            }),
+        }
         if severity == Severity::Error && count_error() {
             super::fatal(TOO_MANY_ERRORS);
         }
@@ -178,6 +201,9 @@ pub fn init(tag: &str, target: LogTarget, also_stderr: bool, verbose: bool, utf8
             utf8,
             pid,
             _emergency_syslog: emergency_syslog,
+            prefix: Vec::new(),
+            prefix_time: None,
+            line: Vec::new(),
         });
     }
     if log::set_logger(&FACADE).is_ok() || log::max_level() != log::LevelFilter::Off {
@@ -195,11 +221,14 @@ fn connect(path: &PathBuf) -> Option<UnixDatagram> {
     Some(sock)
 }
 
-fn local_stamp() -> Stamp {
-    // SAFETY: time(NULL) has no preconditions; localtime_r writes only into `tm`, which lives on
-    // our stack, and is thread-safe.
+fn now_time() -> libc::time_t {
+    // SAFETY: time(NULL) has no preconditions.
+    unsafe { libc::time(std::ptr::null_mut()) }
+}
+
+fn local_stamp(now: libc::time_t) -> Stamp {
+    // SAFETY: localtime_r writes only into `tm`, which lives on our stack, and is thread-safe.
     let tm = unsafe {
-        let now = libc::time(std::ptr::null_mut());
         let mut tm: libc::tm = std::mem::zeroed();
         libc::localtime_r(&now, &mut tm);
         tm
@@ -223,18 +252,25 @@ pub fn emit(severity: Severity, text: &str) {
         eprintln!("{}{}", severity.prefix(), text);
         return;
     };
-    let msg = line::message(severity, text, state.utf8);
+    let mut msg = std::mem::take(&mut state.line);
+    msg.clear();
+    line::push_message(&mut msg, severity, text, state.utf8);
+    emit_message(state, severity, &msg);
+    state.line = msg;
+}
+
+fn emit_message(state: &mut State, severity: Severity, msg: &[u8]) {
     if state.also_stderr || state.target == LogTarget::Stderr {
         let mut err = std::io::stderr().lock();
         let name = state.tag.rsplit('/').next().unwrap_or(&state.tag);
         let _ = err.write_all(name.as_bytes());
         let _ = err.write_all(b": ");
-        let _ = err.write_all(&msg);
+        let _ = err.write_all(msg);
         let _ = err.write_all(b"\n");
     }
     match &state.target {
         LogTarget::Syslog { facility } => {
-            if let Ok(c) = CString::new(msg) {
+            if let Ok(c) = CString::new(msg.to_vec()) {
                 // SAFETY: both strings are valid NUL-terminated C strings; "%s" consumes
                 // exactly the one argument given.
                 unsafe {
@@ -251,8 +287,15 @@ pub fn emit(severity: Severity, text: &str) {
             hostname,
             maillog_file,
         } => {
-            let datagram =
-                line::postlog_datagram(&local_stamp(), hostname, &state.tag, state.pid, &msg);
+            let now = now_time();
+            if state.prefix_time != Some(now) {
+                state.prefix =
+                    line::postlog_prefix(&local_stamp(now), hostname, &state.tag, state.pid);
+                state.prefix_time = Some(now);
+            }
+            let mut datagram = std::mem::take(&mut state.prefix);
+            let prefix_len = datagram.len();
+            datagram.extend_from_slice(msg);
             // postlogd may have been restarted since we connected: reconnect once.
             let sent = state
                 .socket
@@ -271,6 +314,8 @@ pub fn emit(severity: Severity, text: &str) {
             if !sent {
                 append_line(maillog_file, &datagram);
             }
+            datagram.truncate(prefix_len);
+            state.prefix = datagram;
         }
         LogTarget::Stderr => {}
     }

@@ -60,7 +60,7 @@ impl AttrWriter {
 
     /// An int attribute (`%u`).
     pub fn int(&mut self, name: &str, value: u32) -> &mut Self {
-        self.raw(name.as_bytes(), value.to_string().as_bytes())
+        self.long(name, u64::from(value))
     }
 
     /// A C `int` sent as `%u`: -1 travels as `4294967295`.
@@ -68,9 +68,38 @@ impl AttrWriter {
         self.int(name, value as u32)
     }
 
-    /// A long attribute (`%lu`).
+    /// A long attribute (`%lu`), formatted in place (no string per number).
     pub fn long(&mut self, name: &str, value: u64) -> &mut Self {
-        self.raw(name.as_bytes(), value.to_string().as_bytes())
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = value;
+        loop {
+            at -= 1;
+            if let Some(d) = digits.get_mut(at) {
+                *d = b'0' + (rest % 10) as u8;
+            }
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        self.raw(name.as_bytes(), digits.get(at..).unwrap_or_default())
+    }
+
+    /// A string attribute whose value is the concatenation of `parts` (cut at the first NUL
+    /// of the whole, as [`AttrWriter::str`] would cut the joined value).
+    pub fn str_parts(&mut self, name: &str, parts: &[&[u8]]) -> &mut Self {
+        self.buf.extend_from_slice(c_string(name.as_bytes()));
+        self.buf.push(0);
+        for part in parts {
+            let kept = c_string(part);
+            self.buf.extend_from_slice(kept);
+            if kept.len() < part.len() {
+                break;
+            }
+        }
+        self.buf.push(0);
+        self
     }
 
     /// A data attribute (base64 of the bytes).
@@ -111,9 +140,32 @@ pub trait AttrMessage {
 }
 
 /// One complete attribute list as received, duplicates kept in wire order.
+///
+/// Packed: all names and values back to back in one buffer, with where each ends, so a
+/// list costs two allocations however many attributes it has.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AttrList {
-    attrs: Vec<Attr>,
+    bytes: Vec<u8>,
+    /// Per attribute: the end of its name and the end of its value in `bytes`; each name
+    /// starts where the previous value ended.
+    ends: Vec<(u32, u32)>,
+}
+
+/// The attributes of an [`AttrList`], as (name, value).
+#[derive(Debug, Clone)]
+pub struct AttrIter<'a> {
+    list: &'a AttrList,
+    pos: usize,
+}
+
+impl<'a> Iterator for AttrIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let attr = self.list.attr(self.pos)?;
+        self.pos += 1;
+        Some(attr)
+    }
 }
 
 impl AttrList {
@@ -123,45 +175,61 @@ impl AttrList {
 
     /// A list from (name, value) pairs.
     pub fn from_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Self {
-        AttrList {
-            attrs: pairs
-                .iter()
-                .map(|(n, v)| (n.as_ref().to_vec(), v.as_ref().to_vec()))
-                .collect(),
+        let mut list = AttrList::new();
+        for (n, v) in pairs {
+            list.push(n.as_ref(), v.as_ref());
         }
+        list
     }
 
     pub fn push(&mut self, name: &[u8], value: &[u8]) {
-        self.attrs.push((name.to_vec(), value.to_vec()));
+        self.bytes.extend_from_slice(name);
+        let name_end = offset(self.bytes.len());
+        self.bytes.extend_from_slice(value);
+        self.ends.push((name_end, offset(self.bytes.len())));
     }
 
-    pub fn attrs(&self) -> &[Attr] {
-        &self.attrs
+    /// The attribute at `index`.
+    fn attr(&self, index: usize) -> Option<(&[u8], &[u8])> {
+        let &(name_end, value_end) = self.ends.get(index)?;
+        let start = match index.checked_sub(1) {
+            Some(before) => self.ends.get(before).map_or(0, |e| e.1),
+            None => 0,
+        };
+        let name = self.bytes.get(start as usize..name_end as usize)?;
+        let value = self.bytes.get(name_end as usize..value_end as usize)?;
+        Some((name, value))
+    }
+
+    /// The attributes in wire order.
+    pub fn attrs(&self) -> AttrIter<'_> {
+        AttrIter { list: self, pos: 0 }
     }
 
     pub fn into_attrs(self) -> Vec<Attr> {
-        self.attrs
+        self.attrs()
+            .map(|(n, v)| (n.to_vec(), v.to_vec()))
+            .collect()
     }
 
     pub fn len(&self) -> usize {
-        self.attrs.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.attrs.is_empty()
+        self.ends.is_empty()
     }
 
     /// The value of the first attribute with this name.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.attrs
-            .iter()
-            .find(|(n, _)| n.as_slice() == name.as_bytes())
-            .map(|(_, v)| v.as_slice())
+        self.attrs()
+            .find(|(n, _)| *n == name.as_bytes())
+            .map(|(_, v)| v)
     }
 
     /// Appends the list and its terminator in wire form.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        for (name, value) in &self.attrs {
+        for (name, value) in self.attrs() {
             out.extend_from_slice(c_string(name));
             out.push(0);
             out.extend_from_slice(c_string(value));
@@ -179,11 +247,18 @@ impl AttrList {
     /// A positional reader; see [`AttrReader`].
     pub fn reader(&self, mode: ScanMode) -> AttrReader<'_> {
         AttrReader {
-            attrs: &self.attrs,
+            list: self,
             pos: 0,
             mode,
         }
     }
+}
+
+/// A buffer offset as stored in [`AttrList`]; lists are bounded far below 4 GiB by
+/// [`DecodeLimits`] (and a list built by hand that large is a bug).
+fn offset(len: usize) -> u32 {
+    debug_assert!(u32::try_from(len).is_ok(), "attribute list over 4 GiB");
+    u32::try_from(len).unwrap_or(u32::MAX)
 }
 
 /// Bounds on what the decoder buffers for one list.
@@ -319,6 +394,12 @@ impl fmt::Display for AttrError {
 
 impl std::error::Error for AttrError {}
 
+/// Bytes reserved for a list when its first byte arrives: the replies qmgr reads (delivery
+/// status, address resolution) fit.
+const LIST_BYTES_GUESS: usize = 256;
+/// Attributes reserved for a list when its first attribute ends.
+const LIST_ATTRS_GUESS: usize = 8;
+
 /// Incremental decoder: feed it whatever the socket returned, get complete lists.
 ///
 /// After an error the stream is unusable and every later call returns that error.
@@ -326,9 +407,11 @@ impl std::error::Error for AttrError {}
 pub struct AttrDecoder {
     limits: DecodeLimits,
     field: Field,
-    name: Vec<u8>,
-    value: Vec<u8>,
-    attrs: Vec<Attr>,
+    /// The list being read; the current attribute's bytes are those after `attr_start`
+    /// (its name up to `name_end` once the value has begun).
+    list: AttrList,
+    attr_start: usize,
+    name_end: usize,
     list_bytes: usize,
     failed: Option<AttrError>,
 }
@@ -344,9 +427,9 @@ impl AttrDecoder {
         AttrDecoder {
             limits,
             field: Field::Name,
-            name: Vec::new(),
-            value: Vec::new(),
-            attrs: Vec::new(),
+            list: AttrList::new(),
+            attr_start: 0,
+            name_end: 0,
             list_bytes: 0,
             failed: None,
         }
@@ -354,9 +437,9 @@ impl AttrDecoder {
 
     fn fail(&mut self, err: AttrError) -> AttrError {
         self.failed = Some(err.clone());
-        self.name = Vec::new();
-        self.value = Vec::new();
-        self.attrs = Vec::new();
+        self.list = AttrList::new();
+        self.attr_start = 0;
+        self.name_end = 0;
         err
     }
 
@@ -374,7 +457,7 @@ impl AttrDecoder {
                 Some(end) => rest.get(..end).unwrap_or(rest),
                 None => rest,
             };
-            let attr_bytes = self.name.len() + self.value.len() + piece.len();
+            let attr_bytes = self.list.bytes.len() - self.attr_start + piece.len();
             if attr_bytes > self.limits.max_attr_bytes {
                 let limit = self.limits.max_attr_bytes;
                 return Err(self.fail(AttrError::AttrTooLong { limit }));
@@ -385,32 +468,37 @@ impl AttrDecoder {
                 return Err(self.fail(AttrError::ListTooLong { limit }));
             }
             self.list_bytes = list_bytes;
-            match self.field {
-                Field::Name => self.name.extend_from_slice(piece),
-                Field::Value => self.value.extend_from_slice(piece),
+            if self.list.bytes.capacity() == 0 && !piece.is_empty() {
+                // One allocation for a typical reply, instead of doubling up to it.
+                self.list.bytes.reserve(LIST_BYTES_GUESS.max(piece.len()));
             }
+            self.list.bytes.extend_from_slice(piece);
             consumed += piece.len();
             if nul.is_none() {
                 break;
             }
             consumed += 1;
+            let end = self.list.bytes.len();
             match self.field {
-                Field::Name if self.name.is_empty() => {
+                Field::Name if end == self.attr_start => {
                     self.list_bytes = 0;
-                    let attrs = std::mem::take(&mut self.attrs);
-                    return Ok((consumed, Some(AttrList { attrs })));
+                    self.attr_start = 0;
+                    return Ok((consumed, Some(std::mem::take(&mut self.list))));
                 }
                 Field::Name => {
-                    if self.attrs.len() >= self.limits.max_attrs {
+                    if self.list.ends.len() >= self.limits.max_attrs {
                         let limit = self.limits.max_attrs;
                         return Err(self.fail(AttrError::TooManyAttrs { limit }));
                     }
+                    self.name_end = end;
                     self.field = Field::Value;
                 }
                 Field::Value => {
-                    let name = std::mem::take(&mut self.name);
-                    let value = std::mem::take(&mut self.value);
-                    self.attrs.push((name, value));
+                    if self.list.ends.capacity() == 0 {
+                        self.list.ends.reserve(LIST_ATTRS_GUESS);
+                    }
+                    self.list.ends.push((offset(self.name_end), offset(end)));
+                    self.attr_start = end;
                     self.field = Field::Name;
                 }
             }
@@ -452,8 +540,17 @@ impl AttrDecoder {
     pub fn is_idle(&self) -> bool {
         self.failed.is_none()
             && self.field == Field::Name
-            && self.name.is_empty()
-            && self.attrs.is_empty()
+            && self.list.bytes.is_empty()
+            && self.list.ends.is_empty()
+    }
+
+    /// Whether some bytes of the field being read have arrived.
+    fn field_begun(&self) -> bool {
+        let start = match self.field {
+            Field::Name => self.attr_start,
+            Field::Value => self.name_end,
+        };
+        self.list.bytes.len() > start
     }
 
     /// What the C attr_scan logs when the input ends here, naming the stream `stream` (its
@@ -463,12 +560,8 @@ impl AttrDecoder {
         if self.failed.is_some() || self.is_idle() {
             return None;
         }
-        let partial = match self.field {
-            Field::Name => &self.name,
-            Field::Value => &self.value,
-        };
         let context = self.field.context();
-        Some(if partial.is_empty() {
+        Some(if !self.field_begun() {
             format!("premature end-of-input on {stream} while reading {context}")
         } else {
             format!("unexpected end-of-input from {stream} while reading {context}")
@@ -483,13 +576,9 @@ impl AttrDecoder {
         if self.is_idle() {
             return Ok(());
         }
-        let partial = match self.field {
-            Field::Name => !self.name.is_empty(),
-            Field::Value => !self.value.is_empty(),
-        };
         Err(AttrError::Truncated {
             field: self.field,
-            partial,
+            partial: self.field_begun(),
         })
     }
 }
@@ -506,7 +595,7 @@ pub enum ScanMode {
 /// Reads a list in order, like `attr_scan`: each call wants the next attribute by name.
 #[derive(Debug, Clone)]
 pub struct AttrReader<'a> {
-    attrs: &'a [Attr],
+    list: &'a AttrList,
     pos: usize,
     mode: ScanMode,
 }
@@ -528,24 +617,24 @@ fn parse_decimal(value: &[u8]) -> Option<u64> {
 impl<'a> AttrReader<'a> {
     /// Name of the attribute the next call would look at, if any.
     pub fn peek_name(&self) -> Option<&'a [u8]> {
-        self.attrs.get(self.pos).map(|(n, _)| n.as_slice())
+        self.list.attr(self.pos).map(|(n, _)| n)
     }
 
     /// Finds the wanted attribute and returns its value.
     fn locate(&mut self, wanted: &str) -> Result<&'a [u8], AttrError> {
         loop {
-            let Some((name, value)) = self.attrs.get(self.pos) else {
+            let Some((name, value)) = self.list.attr(self.pos) else {
                 return Err(AttrError::Missing {
                     wanted: wanted.to_string(),
                 });
             };
             self.pos += 1;
-            if name.as_slice() == wanted.as_bytes() {
+            if name == wanted.as_bytes() {
                 return Ok(value);
             }
             if self.mode == ScanMode::Strict {
                 return Err(AttrError::Unexpected {
-                    found: name.clone(),
+                    found: name.to_vec(),
                     wanted: wanted.to_string(),
                 });
             }
@@ -604,9 +693,9 @@ impl<'a> AttrReader<'a> {
 
     /// The list must end here (strict mode); skipped leftovers are fine otherwise.
     pub fn end(self) -> Result<(), AttrError> {
-        match (self.mode, self.attrs.get(self.pos)) {
+        match (self.mode, self.list.attr(self.pos)) {
             (ScanMode::Strict, Some((name, _))) => Err(AttrError::Unexpected {
-                found: name.clone(),
+                found: name.to_vec(),
                 wanted: "(list terminator)".to_string(),
             }),
             _ => Ok(()),

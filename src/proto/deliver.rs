@@ -162,35 +162,132 @@ impl DeliveryRequest {
     }
 }
 
+/// A request's fields borrowed from wherever they live: the queue manager writes its requests
+/// from the envelope through this, without copying every string into a [`DeliveryRequest`].
+#[derive(Debug, Clone, Copy)]
+pub struct RequestRef<'a> {
+    pub flags: u32,
+    pub queue_name: &'a [u8],
+    pub queue_id: &'a [u8],
+    pub data_offset: u64,
+    pub data_size: u64,
+    pub nexthop: &'a [u8],
+    pub encoding: &'a [u8],
+    pub smtputf8: u32,
+    pub sender: &'a [u8],
+    pub envelope_id: &'a [u8],
+    pub ret_flags: u32,
+    pub stats: MsgStats,
+    pub log_client_name: &'a [u8],
+    pub log_client_address: &'a [u8],
+    pub log_client_port: &'a [u8],
+    pub log_protocol_name: &'a [u8],
+    pub log_helo_name: &'a [u8],
+    pub sasl_method: &'a [u8],
+    pub sasl_username: &'a [u8],
+    pub sasl_sender: &'a [u8],
+    pub log_ident: &'a [u8],
+    pub rewrite_context: &'a [u8],
+    pub recipients: &'a [Recipient],
+}
+
+impl DeliveryRequest {
+    /// The same request, borrowed.
+    pub fn borrowed(&self) -> RequestRef<'_> {
+        RequestRef {
+            flags: self.flags,
+            queue_name: &self.queue_name,
+            queue_id: &self.queue_id,
+            data_offset: self.data_offset,
+            data_size: self.data_size,
+            nexthop: &self.nexthop,
+            encoding: &self.encoding,
+            smtputf8: self.smtputf8,
+            sender: &self.sender,
+            envelope_id: &self.envelope_id,
+            ret_flags: self.ret_flags,
+            stats: self.stats,
+            log_client_name: &self.log_client_name,
+            log_client_address: &self.log_client_address,
+            log_client_port: &self.log_client_port,
+            log_protocol_name: &self.log_protocol_name,
+            log_helo_name: &self.log_helo_name,
+            sasl_method: &self.sasl_method,
+            sasl_username: &self.sasl_username,
+            sasl_sender: &self.sasl_sender,
+            log_ident: &self.log_ident,
+            rewrite_context: &self.rewrite_context,
+            recipients: &self.recipients,
+        }
+    }
+}
+
+impl RequestRef<'_> {
+    /// The owned copy (tests and the simulation keep requests around).
+    pub fn to_request(&self) -> DeliveryRequest {
+        DeliveryRequest {
+            flags: self.flags,
+            queue_name: self.queue_name.to_vec(),
+            queue_id: self.queue_id.to_vec(),
+            data_offset: self.data_offset,
+            data_size: self.data_size,
+            nexthop: self.nexthop.to_vec(),
+            encoding: self.encoding.to_vec(),
+            smtputf8: self.smtputf8,
+            sender: self.sender.to_vec(),
+            envelope_id: self.envelope_id.to_vec(),
+            ret_flags: self.ret_flags,
+            stats: self.stats,
+            log_client_name: self.log_client_name.to_vec(),
+            log_client_address: self.log_client_address.to_vec(),
+            log_client_port: self.log_client_port.to_vec(),
+            log_protocol_name: self.log_protocol_name.to_vec(),
+            log_helo_name: self.log_helo_name.to_vec(),
+            sasl_method: self.sasl_method.to_vec(),
+            sasl_username: self.sasl_username.to_vec(),
+            sasl_sender: self.sasl_sender.to_vec(),
+            log_ident: self.log_ident.to_vec(),
+            rewrite_context: self.rewrite_context.to_vec(),
+            recipients: self.recipients.to_vec(),
+        }
+    }
+}
+
 impl AttrMessage for DeliveryRequest {
+    fn write(&self, w: &mut AttrWriter) {
+        self.borrowed().write(w);
+    }
+}
+
+impl AttrMessage for RequestRef<'_> {
     /// Appends the whole request: common list, then one list per recipient.
     fn write(&self, w: &mut AttrWriter) {
         let count = u32::try_from(self.recipients.len()).unwrap_or(u32::MAX);
         w.int("flags", self.flags)
-            .str("queue_name", &self.queue_name)
-            .str("queue_id", &self.queue_id)
+            .str("queue_name", self.queue_name)
+            .str("queue_id", self.queue_id)
             .long("offset", self.data_offset)
             .long("size", self.data_size)
-            .str("nexthop", &self.nexthop)
-            .str("encoding", &self.encoding)
+            .str("nexthop", self.nexthop)
+            .str("encoding", self.encoding)
             .int("smtputf8", self.smtputf8)
-            .str("sender", &self.sender)
-            .str("envelope_id", &self.envelope_id)
+            .str("sender", self.sender)
+            .str("envelope_id", self.envelope_id)
             .int("ret_flags", self.ret_flags)
             .data("time", &self.stats.to_bytes())
-            .str("log_client_name", &self.log_client_name)
-            .str("log_client_address", &self.log_client_address)
-            .str("log_client_port", &self.log_client_port)
-            .str("log_protocol_name", &self.log_protocol_name)
-            .str("log_helo_name", &self.log_helo_name)
-            .str("sasl_method", &self.sasl_method)
-            .str("sasl_username", &self.sasl_username)
-            .str("sasl_sender", &self.sasl_sender)
-            .str("log_ident", &self.log_ident)
-            .str("rewrite_context", &self.rewrite_context)
+            .str("log_client_name", self.log_client_name)
+            .str("log_client_address", self.log_client_address)
+            .str("log_client_port", self.log_client_port)
+            .str("log_protocol_name", self.log_protocol_name)
+            .str("log_helo_name", self.log_helo_name)
+            .str("sasl_method", self.sasl_method)
+            .str("sasl_username", self.sasl_username)
+            .str("sasl_sender", self.sasl_sender)
+            .str("log_ident", self.log_ident)
+            .str("rewrite_context", self.rewrite_context)
             .int("recipient_count", count)
             .end();
-        for recipient in &self.recipients {
+        for recipient in self.recipients {
             recipient.write(w);
             w.end();
         }

@@ -81,14 +81,17 @@ impl MsgStats {
     /// The raw struct bytes (pad bytes zero, as qmgr's zero-initialised struct has them).
     pub fn to_bytes(&self) -> [u8; MSG_STATS_SIZE] {
         let mut out = [0u8; MSG_STATS_SIZE];
-        let mut fields = Vec::with_capacity(MSG_STATS_SIZE);
-        for tv in self.timevals() {
-            fields.extend_from_slice(&tv.sec.to_le_bytes());
-            fields.extend_from_slice(&tv.usec.to_le_bytes());
+        let words = self
+            .timevals()
+            .into_iter()
+            .flat_map(|tv| [tv.sec.to_le_bytes(), tv.usec.to_le_bytes()]);
+        let mut slots = out.chunks_exact_mut(8);
+        for (slot, word) in (&mut slots).zip(words) {
+            slot.copy_from_slice(&word);
         }
-        fields.extend_from_slice(&self.reuse_count.to_le_bytes());
-        // `fields` is 84 bytes; the last 4 stay zero padding.
-        for (slot, byte) in out.iter_mut().zip(fields) {
+        // 80 bytes of timevals, then the 4-byte reuse count; the last 4 stay zero padding.
+        let count = self.reuse_count.to_le_bytes();
+        for (slot, byte) in out.iter_mut().skip(80).zip(count) {
             *slot = byte;
         }
         out

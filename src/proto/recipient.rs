@@ -121,6 +121,16 @@ impl Recipient {
         Cow::Borrowed(self.buf.get(start..).unwrap_or_default())
     }
 
+    /// [`Recipient::dsn_orig_rcpt`] as two pieces to concatenate, so it can be written
+    /// without building the derived form.
+    fn dsn_orig_rcpt_parts(&self) -> [&[u8]; 2] {
+        if self.layout & DERIVED_ORCPT != 0 {
+            return [RFC822, self.original()];
+        }
+        let start = self.address_len as usize + self.original_len as usize;
+        [self.buf.get(start..).unwrap_or_default(), b""]
+    }
+
     /// The resolver rewrote the address.
     pub fn set_address(&mut self, address: &[u8]) {
         *self = Recipient::new(
@@ -136,7 +146,7 @@ impl Recipient {
         w.str("original_recipient", self.original())
             .str("recipient", self.address())
             .long("offset", self.offset)
-            .str("dsn_orig_rcpt", &self.dsn_orig_rcpt())
+            .str_parts("dsn_orig_rcpt", &self.dsn_orig_rcpt_parts())
             .int("notify_flags", self.notify_flags);
     }
 
@@ -190,6 +200,28 @@ impl fmt::Debug for Recipient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_written_orcpt_is_the_derived_one() {
+        for (original, address, orcpt) in [
+            (&b"A@d"[..], &b"a@d"[..], &b"rfc822;A@d"[..]),
+            (b"", b"a@d", b"rfc822;"),
+            (b"o@d", b"a@d", b"x"),
+        ] {
+            let r = Recipient::new(original, address, 1, orcpt, 2);
+            let mut w = AttrWriter::new();
+            r.write(&mut w);
+            let orcpt_now = r.dsn_orig_rcpt();
+            let mut want = AttrWriter::new();
+            want.str("original_recipient", original)
+                .str("recipient", address)
+                .long("offset", 1)
+                .str("dsn_orig_rcpt", &orcpt_now)
+                .int("notify_flags", 2);
+            assert_eq!(w.as_bytes(), want.as_bytes());
+            assert_eq!(&*r.dsn_orig_rcpt(), orcpt);
+        }
+    }
 
     #[test]
     fn fields_round_trip_through_every_layout() {

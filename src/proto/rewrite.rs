@@ -72,11 +72,24 @@ impl ResolveRequest {
 
 impl AttrMessage for ResolveRequest {
     fn write(&self, w: &mut AttrWriter) {
-        w.str("request", self.class.name().as_bytes())
-            .str("sender", &self.sender)
-            .str("address", &self.address)
-            .end();
+        write_resolve(w, self.class, &self.sender, &self.address);
     }
+}
+
+/// A [`ResolveRequest`] from borrowed fields.
+pub fn write_resolve(w: &mut AttrWriter, class: ResolveClass, sender: &[u8], address: &[u8]) {
+    w.str("request", class.name().as_bytes())
+        .str("sender", sender)
+        .str("address", address)
+        .end();
+}
+
+/// A [`RewriteRequest`] from borrowed fields.
+pub fn write_rewrite(w: &mut AttrWriter, rule: &[u8], address: &[u8]) {
+    w.str("request", b"rewrite")
+        .str("rule", rule)
+        .str("address", address)
+        .end();
 }
 
 /// `{flags, transport, nexthop, recipient, flags}`: two `flags` attributes.
@@ -143,10 +156,7 @@ impl RewriteRequest {
 
 impl AttrMessage for RewriteRequest {
     fn write(&self, w: &mut AttrWriter) {
-        w.str("request", b"rewrite")
-            .str("rule", &self.rule)
-            .str("address", &self.address)
-            .end();
+        write_rewrite(w, &self.rule, &self.address);
     }
 }
 

@@ -7,6 +7,7 @@
 //! [`QueueDir::root`], which the daemon sets to "" after chdir(queue_directory); messages show
 //! the relative path, as Postfix does.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -454,8 +455,13 @@ impl QueueDir {
     }
 
     /// Where the system calls go.
-    fn full(&self, relative: &Path) -> PathBuf {
-        self.root.join(relative)
+    fn full<'a>(&self, relative: &'a Path) -> Cow<'a, Path> {
+        // The daemon's root is "" (it works in the queue directory): no copy then.
+        if self.root.as_os_str().is_empty() {
+            Cow::Borrowed(relative)
+        } else {
+            Cow::Owned(self.root.join(relative))
+        }
     }
 
     /// Postfix's mail_open_ok: may the queue manager open `name` in `queue`? `now` is for the
@@ -590,7 +596,7 @@ impl QueueDir {
         let time = TimeSpec::new(secs, 0);
         utimensat(
             AT_FDCWD,
-            &self.full(&path),
+            &*self.full(&path),
             &time,
             &time,
             UtimensatFlags::FollowSymlink,

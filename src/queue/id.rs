@@ -185,30 +185,30 @@ impl QueueId {
         self.with_hash_key(|key| String::from_utf8_lossy(key).into_owned())
     }
 
-    /// Calls `f` with [`QueueId::hash_key`]'s bytes, built on the stack: the path of every
-    /// scanned file needs it, and an allocation per file shows in a scan's profile.
+    /// Calls `f` with [`QueueId::hash_key`]'s bytes, built on the stack (paths are made for
+    /// every file operation).
     pub fn with_hash_key<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
         let bytes = self.as_bytes();
         let Some(z) = long_separator(bytes) else {
             return f(bytes);
         };
-        let mut usecs = z
+        let usecs = z
             .checked_sub(LONG_USECS_WIDTH)
             .and_then(|start| bytes.get(start..z))
             .and_then(|digits| decode_safe(digits, LONG_TIME_BASE))
             .unwrap_or(0);
-        // `%05X`: upper-case hex, at least 5 digits; a u64 has at most 16.
-        const HEX: &[u8; 16] = b"0123456789ABCDEF";
-        let mut digits = [b'0'; 16];
-        let mut start = digits.len();
-        while usecs != 0 || digits.len() - start < 5 {
-            start -= 1;
-            if let Some(slot) = digits.get_mut(start) {
-                *slot = HEX[(usecs & 0xF) as usize];
+        // `%05X`: upper-case hex, at least five digits.
+        let mut hex = [b'0'; 16];
+        let mut at = hex.len();
+        let mut rest = usecs;
+        while rest > 0 || hex.len() - at < 5 {
+            at -= 1;
+            if let Some(d) = hex.get_mut(at) {
+                *d = b"0123456789ABCDEF"[(rest & 0xF) as usize];
             }
-            usecs >>= 4;
+            rest >>= 4;
         }
-        f(digits.get(start..).unwrap_or_default())
+        f(hex.get(at..).unwrap_or_default())
     }
 }
 
@@ -368,6 +368,14 @@ mod tests {
         // postsuper found these files in deferred/6/B/... and deferred/8/D/... (depth 2).
         assert_eq!(id(REAL_LONG).hash_key(), "6B957");
         assert_eq!(id(REAL_SHORT).hash_key(), REAL_SHORT);
+    }
+
+    #[test]
+    fn long_ids_hash_by_their_microseconds_in_five_hex_digits() {
+        for usecs in [0, 1, 0xF, 0x10, 0xABCDE, 999_999] {
+            let id = QueueId::make(1_700_000_000, usecs, 77, true).unwrap();
+            assert_eq!(id.hash_key(), format!("{usecs:05X}"));
+        }
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! string work: nothing touches the file system.
 
 use std::fmt;
-use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
 use super::id::QueueId;
@@ -57,7 +56,7 @@ const HEX_DIGITS_OR_END: &[u8] = b"0123456789ABCDEF_";
 /// Length of the hex microseconds that start every hash key Postfix makes.
 const HEX_USECS_LEN: usize = 5;
 /// Subdirectory character used when the hash key is shorter than the depth.
-const SHORT_KEY_FILLER: u8 = b'_';
+const SHORT_KEY_FILLER: char = '_';
 
 /// Whether `name` can be a queue name: 1 to 100 ASCII letters and digits.
 pub fn queue_name_ok(name: &[u8]) -> bool {
@@ -137,28 +136,33 @@ impl QueuePaths {
     ///
     /// `queue_name` is one of this module's constants; it is used as given.
     pub fn dir(&self, queue_name: &str, id: &QueueId) -> PathBuf {
-        if !self.is_hashed(queue_name) {
-            return PathBuf::from(queue_name);
+        let mut dir = String::with_capacity(queue_name.len() + 2 * self.depth);
+        self.push_dir(&mut dir, queue_name, id);
+        PathBuf::from(dir)
+    }
+
+    /// [`QueuePaths::dir`] appended to `out` as one string (no allocation per level).
+    fn push_dir(&self, out: &mut String, queue_name: &str, id: &QueueId) {
+        out.push_str(queue_name);
+        if self.is_hashed(queue_name) {
+            id.with_hash_key(|key| {
+                for level in 0..self.depth {
+                    let c = key.get(level).map_or(SHORT_KEY_FILLER, |&b| char::from(b));
+                    out.push('/');
+                    out.push(c);
+                }
+            });
         }
-        // Built as bytes in one buffer: this runs for every file a scan looks at.
-        let mut dir = Vec::with_capacity(queue_name.len() + 2 * self.depth + id.as_str().len() + 1);
-        dir.extend_from_slice(queue_name.as_bytes());
-        // Ids and hash keys are ASCII, so a byte is a character.
-        id.with_hash_key(|key| {
-            let mut key_chars = key.iter();
-            for _ in 0..self.depth {
-                dir.push(b'/');
-                dir.push(key_chars.next().copied().unwrap_or(SHORT_KEY_FILLER));
-            }
-        });
-        PathBuf::from(std::ffi::OsString::from_vec(dir))
     }
 
     /// Path of the file for `id` in `queue_name`, e.g. `deferred/3/3F2A11C2B3`.
     pub fn path(&self, queue_name: &str, id: &QueueId) -> PathBuf {
-        let mut path = self.dir(queue_name, id);
-        path.push(id.as_str());
-        path
+        let name = id.as_str();
+        let mut path = String::with_capacity(queue_name.len() + 2 * self.depth + 1 + name.len());
+        self.push_dir(&mut path, queue_name, id);
+        path.push('/');
+        path.push_str(name);
+        PathBuf::from(path)
     }
 
     /// Every hash subdirectory that files with Postfix-made ids can land in, parents before

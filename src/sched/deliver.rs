@@ -1,7 +1,9 @@
 //! One delivery (qmgr_deliver.c): the request an agent gets and what its reply does to the
 //! destination, the transport and the entry.
 
-use crate::proto::deliver::{request_flags, DeliveryReply, DeliveryRequest};
+use std::borrow::Cow;
+
+use crate::proto::deliver::{request_flags, DeliveryReply, DeliveryRequest, RequestRef};
 use crate::proto::msg_stats::{MsgStats, Timeval};
 
 use super::route::{self};
@@ -9,13 +11,21 @@ use super::*;
 
 impl Scheduler {
     /// A connection to the transport's agent completed and the agent announced itself: pick
-    /// the next destination (round-robin) and its oldest entry. `None`: nothing to send any
-    /// more; close the connection.
+    /// the next destination (round-robin) and its oldest entry, with the request for it.
+    /// `None`: nothing to send any more; close the connection.
     pub fn agent_ready(
         &mut self,
         now: u64,
         t: TransportRef,
     ) -> Option<(EntryRef, DeliveryRequest)> {
+        let e = self.agent_pick(now, t)?;
+        let request = self.with_delivery_request(e, |r| r.to_request())?;
+        Some((e, request))
+    }
+
+    /// [`Scheduler::agent_ready`] without building the request: the daemon writes it with
+    /// [`Scheduler::with_delivery_request`] straight into the connection's buffer.
+    pub fn agent_pick(&mut self, now: u64, t: TransportRef) -> Option<EntryRef> {
         let x = self.transports.get_mut(t.0)?;
         x.pending = x.pending.saturating_sub(1);
         let Some(position) = x.queues.iter().position(|q| {
@@ -45,12 +55,15 @@ impl Scheduler {
         }
         let entry = self.entries.get_mut(e.0)?;
         entry.busy = true;
-        let request = self.delivery_request(e)?;
-        Some((e, request))
+        Some(e)
     }
 
-    /// The delivery request for a busy entry.
-    pub(super) fn delivery_request(&self, e: EntryRef) -> Option<DeliveryRequest> {
+    /// Calls `f` with the delivery request for a busy entry, borrowed from the envelope.
+    pub fn with_delivery_request<R>(
+        &self,
+        e: EntryRef,
+        f: impl FnOnce(RequestRef<'_>) -> R,
+    ) -> Option<R> {
         let entry = self.entries.get(e.0)?;
         let queue = self.queues.get(entry.queue.0)?;
         let msg = self.messages.get(entry.message.0)?;
@@ -68,25 +81,25 @@ impl Scheduler {
             }
         }
         let sender = match (env.verp_delimiters(), entry.recipients.first()) {
-            (Some(delims), Some(r)) => route::verp_sender(delims, &env.sender, r),
-            _ => env.sender.to_vec(),
+            (Some(delims), Some(r)) => Cow::Owned(route::verp_sender(delims, &env.sender, r)),
+            _ => Cow::Borrowed(&env.sender[..]),
         };
         let default_flags = if env.inspect_transport().is_some() {
             request_flags::BOUNCE
         } else {
             request_flags::SUCCESS | request_flags::BOUNCE
         };
-        Some(DeliveryRequest {
+        Some(f(RequestRef {
             flags: env.trace_flags as u32 | queue.dflags | default_flags,
-            queue_name: b"active".to_vec(),
-            queue_id: msg.queue_id.to_vec(),
+            queue_name: b"active",
+            queue_id: &msg.queue_id,
             data_offset: env.size.data_offset.max(0) as u64,
             data_size: env.size.effective_content_length().max(0) as u64,
-            nexthop: queue.nexthop.clone(),
-            encoding: env.attrs.encoding().to_vec(),
+            nexthop: &queue.nexthop,
+            encoding: env.attrs.encoding(),
             smtputf8,
-            sender,
-            envelope_id: env.attrs.dsn_envid().to_vec(),
+            sender: &sender,
+            envelope_id: env.attrs.dsn_envid(),
             ret_flags: env.dsn_ret as u32,
             stats: MsgStats {
                 incoming_arrival: Timeval {
@@ -96,18 +109,24 @@ impl Scheduler {
                 active_arrival: msg.active_arrival,
                 ..MsgStats::default()
             },
-            log_client_name: env.attrs.log_client_name().to_vec(),
-            log_client_address: env.attrs.log_client_address().to_vec(),
-            log_client_port: env.attrs.log_client_port().to_vec(),
-            log_protocol_name: env.attrs.log_protocol_name().to_vec(),
-            log_helo_name: env.attrs.log_helo_name().to_vec(),
-            sasl_method: env.attrs.sasl_method().to_vec(),
-            sasl_username: env.attrs.sasl_username().to_vec(),
-            sasl_sender: env.attrs.sasl_sender().to_vec(),
-            log_ident: env.attrs.log_ident().to_vec(),
-            rewrite_context: env.attrs.rewrite_context().to_vec(),
-            recipients: entry.recipients.to_vec(),
-        })
+            log_client_name: env.attrs.log_client_name(),
+            log_client_address: env.attrs.log_client_address(),
+            log_client_port: env.attrs.log_client_port(),
+            log_protocol_name: env.attrs.log_protocol_name(),
+            log_helo_name: env.attrs.log_helo_name(),
+            sasl_method: env.attrs.sasl_method(),
+            sasl_username: env.attrs.sasl_username(),
+            sasl_sender: env.attrs.sasl_sender(),
+            log_ident: env.attrs.log_ident(),
+            rewrite_context: env.attrs.rewrite_context(),
+            recipients: &entry.recipients,
+        }))
+    }
+
+    /// The queue id of an entry's message (for the reply time-out's fatal message).
+    pub fn entry_queue_id(&self, e: EntryRef) -> Option<&[u8]> {
+        let entry = self.entries.get(e.0)?;
+        Some(&self.messages.get(entry.message.0)?.queue_id)
     }
 
     /// Writing the request failed: the entry goes back to the head of its queue, the

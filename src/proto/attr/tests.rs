@@ -35,7 +35,6 @@ const RESOLVE_REPLY: &[u8] =
 
 fn pairs(list: &AttrList) -> Vec<(String, String)> {
     list.attrs()
-        .iter()
         .map(|(n, v)| {
             (
                 String::from_utf8_lossy(n).into_owned(),
@@ -257,7 +256,7 @@ fn data_and_fixed_values() {
 fn attr_list() -> impl Strategy<Value = AttrList> {
     let name = proptest::collection::vec(1u8..=255, 1..12);
     let value = proptest::collection::vec(1u8..=255, 0..40);
-    proptest::collection::vec((name, value), 0..10).prop_map(|attrs| AttrList { attrs })
+    proptest::collection::vec((name, value), 0..10).prop_map(|attrs| AttrList::from_pairs(&attrs))
 }
 
 proptest! {
@@ -314,5 +313,24 @@ proptest! {
         prop_assert_eq!(r.int_signed("s"), Ok(signed));
         prop_assert_eq!(r.long("l"), Ok(long));
         prop_assert_eq!(r.end(), Ok(()));
+    }
+
+    #[test]
+    fn numbers_print_as_plain_decimal(long in any::<u64>()) {
+        let mut w = AttrWriter::new();
+        w.long("l", long);
+        let want = format!("l\0{long}\0");
+        prop_assert_eq!(w.as_bytes(), want.as_bytes());
+    }
+
+    #[test]
+    fn parts_print_as_their_concatenation(a in proptest::collection::vec(any::<u8>(), 0..8),
+                                          b in proptest::collection::vec(any::<u8>(), 0..8)) {
+        let mut joined = a.clone();
+        joined.extend_from_slice(&b);
+        let (mut one, mut two) = (AttrWriter::new(), AttrWriter::new());
+        one.str("v", &joined);
+        two.str_parts("v", &[&a, &b]);
+        prop_assert_eq!(one.as_bytes(), two.as_bytes());
     }
 }

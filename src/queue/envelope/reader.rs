@@ -296,6 +296,8 @@ fn read_records<R: Read + Seek>(
     let mut dsn_notify: i32 = 0;
     let mut have_log_client_attr = false;
     let cap = options.recipient_cap;
+    // One buffer for every record's data.
+    let mut data = Vec::new();
 
     let result = loop {
         let mut only_xtra = false;
@@ -308,14 +310,13 @@ fn read_records<R: Read + Seek>(
             curr = target;
             only_xtra = true;
         }
-        let record = match reader.next_record() {
-            Ok(Some(record)) => record,
+        let rec_type = match reader.next_record_into(&mut data) {
+            Ok(Some((_, rec_type))) => rec_type.0,
             Ok(None) => break Err(Rejection::MissingEndRecord { cause: None }),
             Err(e) => break Err(Rejection::MissingEndRecord { cause: Some(e) }),
         };
-        let rec_type = record.rec_type.0;
         if rec_type == REC_TYPE_PTR {
-            match pointers.target(c_string(&record.data)) {
+            match pointers.target(c_string(&data)) {
                 Ok(None) => continue,
                 Ok(Some(target)) => match reader.seek_to(target) {
                     Ok(()) => continue,
@@ -347,7 +348,7 @@ fn read_records<R: Read + Seek>(
             d.seen_all_non_rcpt = true;
             break Ok(());
         }
-        let raw = c_string(&record.data);
+        let raw = c_string(&data);
         let mut start: &[u8] = raw;
         let mut kind = rec_type;
         let mut attr: (&[u8], &[u8]) = (b"", b"");

@@ -155,6 +155,24 @@ impl<R: Read + Seek> RecordReader<R> {
 
     /// The next record, `Ok(None)` at a clean end of file (EOF before a type byte).
     pub fn next_record(&mut self) -> Result<Option<Record>, RecordError> {
+        let mut data = Vec::new();
+        Ok(self
+            .next_record_into(&mut data)?
+            .map(|(offset, rec_type)| Record {
+                offset,
+                rec_type,
+                data,
+            }))
+    }
+
+    /// [`RecordReader::next_record`] into a caller's buffer (replaced, not appended to), so
+    /// a loop over a file's records reuses one allocation; returns the record's offset and
+    /// type.
+    pub fn next_record_into(
+        &mut self,
+        data: &mut Vec<u8>,
+    ) -> Result<Option<(u64, RecordType)>, RecordError> {
+        data.clear();
         let offset = self.pos;
         let Some(rec_type) = self.getc() else {
             return Ok(None);
@@ -178,14 +196,9 @@ impl<R: Read + Seek> RecordReader<R> {
             }
             return Err(RecordError::IllegalLength { rec_type, len });
         }
-        let mut data = Vec::new();
-        if self.read_data(len as u64, &mut data) != len as u64 {
+        if self.read_data(len as u64, data) != len as u64 {
             return Err(RecordError::EofInData { rec_type, len });
         }
-        Ok(Some(Record {
-            offset,
-            rec_type: RecordType(rec_type),
-            data,
-        }))
+        Ok(Some((offset, RecordType(rec_type))))
     }
 }
