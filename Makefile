@@ -3,6 +3,8 @@
 #   make demo      a private Postfix instance whose queue manager is ours, delivering real mail
 #   make test      every test: unit, property, fake-peer and real-Postfix interop (installs deps)
 #   make bench     ours and Debian's C oqmgr side by side, in one run
+#   make soak      faults from outside (SIGKILL anywhere, descriptor exhaustion, full queue
+#                  file system), ours and the C oqmgr side by side; minutes, not in make test
 #   make lint      rustfmt check, clippy -D warnings, mandoc -Tlint of the manual pages
 #   make fuzz      coverage-guided fuzzing of every decoder of outside input (nightly, long)
 #   make install   oqmgr into Postfix's daemon_directory, oqmgrctl into its command_directory
@@ -29,7 +31,7 @@ OBJCOPY      ?= objcopy
 KEEP_DEBUG   ?= no
 DEBUG_DIR    ?= /usr/lib/debug
 
-.PHONY: all build deps test lint demo bench fuzz lab-check install uninstall clean
+.PHONY: all build deps test lint demo bench soak fuzz lab-check install uninstall clean
 
 all: build
 
@@ -87,6 +89,14 @@ FUZZ_RUNS    ?= 1000000
 FUZZ_TARGETS ?=
 fuzz:
 	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz/run.sh
+
+# tests/interop/faults.rs: its #[ignore]d scenarios, one at a time (they load the machine),
+# with a `figures:` line per queue manager at the end.
+soak: deps build
+	@mkdir -p target
+	set -o pipefail; OQMGR_REQUIRE_POSTFIX=1 $(CARGO) test --release --locked --test interop -- \
+	  --ignored --nocapture --test-threads 1 faults:: 2>&1 | tee target/soak.log
+	@grep '^figures:' target/soak.log || true
 
 # The lab harness's own end-to-end check (with the C oqmgr).
 lab-check: deps

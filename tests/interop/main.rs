@@ -7,6 +7,7 @@
 //! OQMGR_REQUIRE_POSTFIX=1 (as `make test` and CI set), where they fail instead.
 
 mod agents;
+mod faults;
 mod jitter;
 mod lab;
 mod multi;
