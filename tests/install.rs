@@ -4,6 +4,10 @@
 use std::path::Path;
 use std::process::Command;
 
+#[path = "support/files.rs"]
+mod files;
+use files::files_under;
+
 fn sections(file: &Path) -> String {
     let out = Command::new("readelf")
         .arg("-SW")
@@ -33,23 +37,6 @@ fn make(target: &str, destdir: &Path) {
         .status()
         .unwrap();
     assert!(status.success(), "make {target}");
-}
-
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

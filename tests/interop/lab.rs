@@ -210,24 +210,10 @@ impl Lab {
     }
 }
 
-/// The files in a queue directory, hashed subdirectories included (none when it is missing).
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for path in entries.flatten().map(|e| e.path()) {
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
-}
+#[path = "../support/files.rs"]
+mod files;
+/// The files in a queue directory, hashed subdirectories included.
+pub use files::files_under;
 
 /// How many files a queue directory holds (see [`files_under`]).
 pub fn files_in(dir: &Path) -> usize {
