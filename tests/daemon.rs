@@ -385,6 +385,25 @@ fn triggers_that_arrive_together_are_all_answered() {
 }
 
 #[test]
+fn a_trigger_client_is_let_go_only_after_master_heard_avail() {
+    // trigger_server closes the client's connection after the request is served and master
+    // told AVAIL; a client that waits for the close (as master's and postqueue's triggers do)
+    // knows its request was taken in. With the close first, a prompt client sees it before
+    // the AVAIL within a few of these rounds.
+    let mut w = World::new();
+    w.start();
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..200 {
+        let before = w.master().status_messages().len();
+        w.master().trigger(b"I").expect("trigger answered");
+        // No waiting: the records are in master's socket once the client saw the close.
+        let status = w.master().status_messages();
+        let avail: Vec<i32> = status[before..].iter().map(|m| m.avail).collect();
+        assert_eq!(avail, [0, 1], "TAKEN then AVAIL before the close");
+    }
+}
+
+#[test]
 fn a_trivial_rewrite_that_stops_answering_is_abandoned_after_ipc_timeout() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let mut w = World::with_params(&[("qmgr_ipc_timeout", "1s")]);

@@ -22,8 +22,10 @@ enum NextTrigger {
     Nothing,
     /// A client that sent nothing in time, or an accept error: no request.
     Skipped,
-    /// One request (`None`: the read failed; master is still told AVAIL).
-    Read(Option<Vec<u8>>),
+    /// One request (`None`: the read failed; master is still told AVAIL), and for a `unix`
+    /// listener the client's connection, closed only after AVAIL as trigger_server does (its
+    /// client waits for that close).
+    Read(Option<Vec<u8>>, Option<fds::TriggerConnection>),
 }
 
 impl Daemon {
@@ -35,8 +37,11 @@ impl Daemon {
         for fd in self.master.listen_fds() {
             let mut taken = 0;
             loop {
-                if self.master_gone {
-                    // On its way out: what is pending is for the next queue manager.
+                // On its way out: what is pending is for the next queue manager. The C server
+                // goes back to its event loop (status descriptor first) after each trigger;
+                // taking several in a row, look at master's side before each further one.
+                if self.master_gone || (taken > 0 && fds::master_gone(self.master_status())) {
+                    self.master_gone = true;
                     return;
                 }
                 // trigger_server's pre_accept: a changed table ends this process first.
@@ -51,7 +56,7 @@ impl Daemon {
                 match self.next_trigger(fd) {
                     NextTrigger::Nothing => break,
                     NextTrigger::Skipped => {}
-                    NextTrigger::Read(bytes) => {
+                    NextTrigger::Read(bytes, conn) => {
                         if let Some(bytes) = bytes {
                             self.service_trigger(&bytes);
                         }
@@ -62,6 +67,7 @@ impl Daemon {
                         {
                             self.master_gone = true;
                         }
+                        drop(conn);
                     }
                 }
                 taken += 1;
@@ -80,7 +86,7 @@ impl Daemon {
                     return NextTrigger::Nothing;
                 }
                 self.notify_master(Availability::Taken);
-                NextTrigger::Read(fds::read_trigger(listen).ok())
+                NextTrigger::Read(fds::read_trigger(listen).ok(), None)
             }
             _ => {
                 if !fds::wait_readable(listen, Duration::ZERO) {
@@ -89,7 +95,8 @@ impl Daemon {
                 match fds::accept_trigger(listen, fds::TRIGGER_WAIT) {
                     Ok(Some(conn)) => {
                         self.notify_master(Availability::Taken);
-                        NextTrigger::Read(conn.read().ok())
+                        let bytes = conn.read().ok();
+                        NextTrigger::Read(bytes, Some(conn))
                     }
                     Ok(None) => NextTrigger::Skipped,
                     Err(e) => {
