@@ -590,6 +590,11 @@ impl QueueDir {
         Ok(())
     }
 
+    /// Whether `id` in `queue` is there and no regular file (lstat(), never following).
+    fn is_not_regular(&self, queue: &str, id: &QueueId) -> bool {
+        FileMeta::lstat(&self.full(&self.path(queue, id))).is_ok_and(|m| !m.is_file())
+    }
+
     /// Sets atime and mtime of `id` in `queue` to `secs` (whole seconds, like utime()). A
     /// symlink gets its own time stamps: its target, perhaps outside the queue, is never
     /// touched (C's utime() follows it; the start-up recovery of `active` then dates it).
@@ -714,6 +719,11 @@ impl QueueDir {
                         note(RecoverNote::Warning(RecoverWarning::TimeStamps(err)));
                         continue;
                     }
+                    // A symlink (or other non-file) that is not ours to date (EPERM: the
+                    // mail_owner may not set a root-owned link's times) moves undated: the
+                    // scan of incoming then finds it is not a regular file. C's utime()
+                    // follows the link instead, and dies on a target it may not date.
+                    Err(_) if self.is_not_regular(ACTIVE, &id) => {}
                     Err(err) => return Err(RecoverError::TimeStamps(err)),
                 }
             }
