@@ -41,7 +41,7 @@ impl Rng {
 }
 
 /// The live queue manager processes of the lab: children of its master whose argv[0] is qmgr.
-fn qmgr_pids(lab: &Lab) -> Vec<i32> {
+pub(super) fn qmgr_pids(lab: &Lab) -> Vec<i32> {
     let master: i32 = std::fs::read_to_string(lab.dir.join("spool/pid/master.pid"))
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -75,7 +75,7 @@ fn qmgr_pids(lab: &Lab) -> Vec<i32> {
 
 /// Asks master for a queue manager (a trigger on its socket starts one) and scans incoming/
 /// ignoring time stamps, as `postkick ... AI` does.
-fn kick(lab: &Lab) {
+pub(super) fn kick(lab: &Lab) {
     // Bounded: a master that is stuck (see kill_anywhere) never accepts the trigger.
     let _ = Command::new("timeout")
         .args(["5", "postkick", "-c"])
@@ -87,7 +87,7 @@ fn kick(lab: &Lab) {
 }
 
 /// Waits (kicking) until a queue manager runs; its pid.
-fn wait_qmgr(lab: &Lab) -> i32 {
+pub(super) fn wait_qmgr(lab: &Lab) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut kicked = Instant::now() - Duration::from_secs(1);
     loop {

@@ -163,3 +163,59 @@ fn symlink_is_not_regular() {
     let check = dir.open_ok(INCOMING, b"LINK12", 0);
     assert!(matches!(check, OpenCheck::NotRegular { .. }));
 }
+
+/// A queue file outside the queue that a symlink in `queue` points at (as if swapped in after
+/// the open check): its path and the time stamps and content it must keep.
+fn outside_target(tmp: &tempfile::TempDir, queue: &str, name: &str) -> (PathBuf, i64, Vec<u8>) {
+    let outside = tmp.path().join("outside");
+    write_mode(&outside, 0o700);
+    let past = TimeSpec::new(1_000_000_000, 0);
+    utimensat(
+        AT_FDCWD,
+        &outside,
+        &past,
+        &past,
+        UtimensatFlags::FollowSymlink,
+    )
+    .unwrap();
+    symlink(&outside, tmp.path().join(queue).join(name)).unwrap();
+    (outside, 1_000_000_000, b"queue file".to_vec())
+}
+
+#[test]
+fn opens_never_follow_a_symlink_out_of_the_queue() {
+    let (tmp, dir) = queue_dir();
+    let (outside, mtime, content) = outside_target(&tmp, ACTIVE, "SWAPPED1");
+    match dir.open_locked(ACTIVE, &id("SWAPPED1")) {
+        Err(LockError::Open(e)) => {
+            assert_eq!(e.source.raw_os_error(), Some(libc::ELOOP));
+            assert!(!e.is_not_found(), "fatal, as any open error but ENOENT");
+        }
+        other => panic!("opened through a symlink: {other:?}"),
+    }
+    let patch = Patch {
+        offset: 0,
+        bytes: b"X".to_vec(),
+    };
+    let err = dir
+        .apply_patch(ACTIVE, &id("SWAPPED1"), &patch)
+        .unwrap_err();
+    assert_eq!(err.source.raw_os_error(), Some(libc::ELOOP));
+    assert_eq!(fs::read(&outside).unwrap(), content);
+    assert_eq!(fs::metadata(&outside).unwrap().mtime(), mtime);
+}
+
+#[test]
+fn start_up_recovery_dates_a_symlink_not_its_target() {
+    let (tmp, dir) = queue_dir();
+    let (outside, mtime, content) = outside_target(&tmp, ACTIVE, "SWAPPED2");
+    let moved = dir.recover_active(2_000_000_000, &mut |_| {}).unwrap();
+    assert_eq!(moved, 1);
+    let link = tmp.path().join("incoming/SWAPPED2");
+    let meta = fs::symlink_metadata(&link).unwrap();
+    assert!(meta.file_type().is_symlink());
+    assert_eq!(meta.mtime(), 2_000_000_000, "the link's own time stamps");
+    assert_eq!(fs::metadata(&outside).unwrap().mtime(), mtime);
+    assert_eq!(fs::metadata(&outside).unwrap().atime(), mtime);
+    assert_eq!(fs::read(&outside).unwrap(), content);
+}
