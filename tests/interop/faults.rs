@@ -450,8 +450,8 @@ fn descriptor_exhaustion_during_a_drain() {
     }
     // 12: below what a drain needs, both daemons fail. 140: enough for ours; C dups every
     // agent socket to descriptor 128 or above (its THRESHOLD_FD_WORKAROUND), so it dies
-    // with "fcntl F_DUPFD 128" under any limit that leaves little room above 128.
-    // SOAK_NOFILE=a,b picks others.
+    // with "fcntl F_DUPFD 128" when more than 12 agent connections are open at once (one
+    // run in two here). SOAK_NOFILE=a,b picks others.
     let limits = std::env::var("SOAK_NOFILE").unwrap_or_else(|_| "12,140".into());
     for nofile in limits.split(',') {
         for qmgr in [OURS, C_OQMGR] {
