@@ -4,8 +4,10 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::agent::Behaviour;
 use common::world::World;
@@ -401,6 +403,136 @@ fn a_trigger_client_is_let_go_only_after_master_heard_avail() {
         let avail: Vec<i32> = status[before..].iter().map(|m| m.avail).collect();
         assert_eq!(avail, [0, 1], "TAKEN then AVAIL before the close");
     }
+}
+
+/// A trigger client that connects and sends nothing (any member of group postdrop can) is
+/// parked, not waited for: mail and other triggers go on meanwhile.
+#[test]
+fn a_silent_trigger_client_holds_up_neither_mail_nor_other_triggers() {
+    let mut w = World::new();
+    w.add_agent("smtp", Behaviour::Ok);
+    w.start();
+    std::thread::sleep(Duration::from_millis(200));
+    let _silent = UnixStream::connect(w.master().listen_path()).unwrap();
+    // Accepted by now, and sending nothing.
+    std::thread::sleep(Duration::from_millis(200));
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    let start = Instant::now();
+    w.master()
+        .trigger_timeout(b"I", Duration::from_secs(2))
+        .expect("trigger answered");
+    w.expect_log(&format!("{id}: removed"), T);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "{took:?}\n{}",
+        w.diagnostics()
+    );
+}
+
+/// The C server's 10 s wait still bounds a silent client: then it is closed, unserved, with
+/// nothing said to master and nothing logged.
+#[test]
+fn a_silent_trigger_client_is_closed_after_ten_seconds_unseen_by_master() {
+    let mut w = World::new();
+    w.start();
+    w.master().trigger(b"I").expect("trigger answered");
+    let before = w.master().status_messages().len();
+    let log_before = w.postlog.lines().len();
+    let mut silent = UnixStream::connect(w.master().listen_path()).unwrap();
+    let start = Instant::now();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = silent.read(&mut buf).expect("closed, not timed out");
+    let took = start.elapsed();
+    assert_eq!(n, 0, "EOF");
+    assert!(
+        took >= Duration::from_millis(9500) && took < Duration::from_secs(12),
+        "closed after {took:?}"
+    );
+    assert_eq!(
+        w.master().status_messages().len(),
+        before,
+        "no TAKEN/AVAIL for it"
+    );
+    assert_eq!(w.postlog.lines().len(), log_before, "{}", w.diagnostics());
+    assert!(w.master().is_running());
+}
+
+/// A client whose request comes late (within the wait) is served as a prompt one: TAKEN,
+/// the scan it asks for, AVAIL, then the close.
+#[test]
+fn a_trigger_client_that_writes_late_is_served() {
+    let mut w = World::new();
+    w.add_agent("smtp", Behaviour::Ok);
+    w.start();
+    std::thread::sleep(Duration::from_millis(200));
+    let before = w.master().status_messages().len();
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    let mut late = UnixStream::connect(w.master().listen_path()).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(w.master().status_messages().len(), before);
+    assert_eq!(w.dir.queue_of(&id).as_deref(), Some("incoming"));
+    late.write_all(b"I\0").unwrap();
+    late.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(late.read(&mut buf).expect("closed after the request"), 0);
+    let avail: Vec<i32> = w.master().status_messages()[before..]
+        .iter()
+        .map(|m| m.avail)
+        .collect();
+    assert_eq!(avail, [0, 1], "TAKEN then AVAIL before the close");
+    w.expect_log(&format!("{id}: removed"), T);
+}
+
+/// Hundreds of silent clients at once: the queue manager keeps a bounded number of them
+/// (closing the oldest to make room), its descriptors stay bounded, and a normal trigger is
+/// answered at once.
+#[test]
+fn a_flood_of_silent_trigger_clients_costs_bounded_descriptors() {
+    const PARKED: usize = 16;
+    let open_fds = |pid: i32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let mut w = World::new();
+    w.start();
+    w.master().trigger(b"I").expect("trigger answered");
+    let pid = w.master().pid();
+    let baseline = open_fds(pid);
+    let before = w.master().status_messages().len();
+    let silent: Vec<UnixStream> = (0..200)
+        .map(|_| UnixStream::connect(w.master().listen_path()).unwrap())
+        .collect();
+    let start = Instant::now();
+    w.master()
+        .trigger_timeout(b"I", Duration::from_secs(2))
+        .expect("trigger answered");
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    let now_open = open_fds(pid);
+    assert!(
+        now_open <= baseline + PARKED + 2,
+        "{now_open} descriptors open, {baseline} before the flood"
+    );
+    // The trigger came after all of them: all were accepted, and all but the newest 16 closed.
+    let closed = silent
+        .iter()
+        .filter(|s| {
+            s.set_nonblocking(true).unwrap();
+            matches!((&**s).read(&mut [0u8; 1]), Ok(0))
+        })
+        .count();
+    assert_eq!(closed, 200 - PARKED);
+    let avail: Vec<i32> = w.master().status_messages()[before..]
+        .iter()
+        .map(|m| m.avail)
+        .collect();
+    assert_eq!(avail, [0, 1], "only the real trigger was seen by master");
+    assert!(w.master().is_running(), "{}", w.diagnostics());
 }
 
 #[test]

@@ -193,6 +193,22 @@ fn silent_client_is_dropped_after_the_wait() {
 }
 
 #[test]
+fn a_silent_client_is_accepted_without_waiting_and_ready_once_it_writes() {
+    let (_dir, path, l) = listener();
+    let mut client = UnixStream::connect(&path).unwrap();
+    let start = Instant::now();
+    let conn = fds::accept_connection(l.as_fd())
+        .unwrap()
+        .expect("a pending connection");
+    assert!(!conn.is_ready(), "nothing sent yet");
+    assert!(start.elapsed() < Duration::from_millis(100));
+    client.write_all(b"I\0").unwrap();
+    assert!(conn.is_ready());
+    assert_eq!(conn.read().unwrap(), b"I\0");
+    assert!(fds::accept_connection(l.as_fd()).unwrap().is_none());
+}
+
+#[test]
 fn client_that_hangs_up_gives_an_empty_trigger() {
     let (_dir, path, l) = listener();
     drop(UnixStream::connect(&path).unwrap());

@@ -1,7 +1,7 @@
-//! The event loop: one mio poll over the trigger listener, master's status socket, the
-//! watchdog's wake-up pipe, the trivial-rewrite connection, every delivery-agent and
-//! bounce/defer/trace connection, and `private/oqmgr-status` with its clients; timers decide
-//! the poll timeout. It owns all I/O and the clock, feeds the scheduler ([`crate::sched`]) and
+//! The event loop: one mio poll over the trigger listener and its parked clients, master's
+//! status socket, the watchdog's wake-up pipe, the trivial-rewrite connection, every
+//! delivery-agent and bounce/defer/trace connection, and `private/oqmgr-status` with its
+//! clients; timers decide the poll timeout. It owns all I/O and the clock, feeds the scheduler ([`crate::sched`]) and
 //! carries out its actions.
 //!
 //! Each iteration mirrors the C daemon's `qmgr_loop`: start deliveries, import at most one
@@ -57,8 +57,10 @@ const REWRITE: Token = Token(3);
 /// The status socket, then its clients at `FIRST_STATUS_CLIENT + slot` (see [`status_server`]).
 const STATUS_SERVER: Token = Token(4);
 const FIRST_STATUS_CLIENT: usize = 16;
+/// Trigger clients that have sent nothing yet: `FIRST_PARKED_TRIGGER + slot` (see [`triggers`]).
+const FIRST_PARKED_TRIGGER: usize = 32;
 /// Tokens from here on are peer connections: `FIRST_PEER + slot` (see [`peers`]).
-const FIRST_PEER: usize = 32;
+const FIRST_PEER: usize = 48;
 
 /// Scan rounds that import nothing, run in one loop pass before polling for events (each
 /// costs about an lstat(): 100 keep the loop's answer to events well under a millisecond).
@@ -94,6 +96,8 @@ enum TimerKind {
     },
     /// A status client's time limit.
     StatusClient(status_server::ClientId),
+    /// A parked trigger client's wait.
+    ParkedTrigger(triggers::ParkedId),
     /// oqmgr_remember_destinations: save what changed.
     MemoryCheckpoint,
 }
@@ -126,6 +130,8 @@ pub struct Daemon {
     master_gone: bool,
     /// The trigger listener still had work when the last pass stopped.
     trigger_backlog: bool,
+    /// Trigger clients that have sent nothing yet.
+    parked: triggers::ParkedTriggers,
     /// Read from the transport table at first use, like the C daemon.
     recipient_cap: usize,
     /// fast_flush_domains, for deferrals recorded without an agent.
@@ -269,6 +275,7 @@ impl Daemon {
             pending: std::collections::VecDeque::new(),
             master_gone: false,
             trigger_backlog: false,
+            parked: triggers::ParkedTriggers::default(),
             recipient_cap,
             flush_domains: pre_jail.flush_domains,
             tables: pre_jail.tables,
@@ -518,8 +525,11 @@ impl Daemon {
             }
             REWRITE => self.on_rewrite_ready(now_secs(), ready.hangup),
             STATUS_SERVER => self.on_status_listener(),
-            Token(t) if (FIRST_STATUS_CLIENT..FIRST_PEER).contains(&t) => {
+            Token(t) if (FIRST_STATUS_CLIENT..FIRST_PARKED_TRIGGER).contains(&t) => {
                 self.on_status_client(t - FIRST_STATUS_CLIENT)
+            }
+            Token(t) if (FIRST_PARKED_TRIGGER..FIRST_PEER).contains(&t) => {
+                self.on_parked_trigger(t - FIRST_PARKED_TRIGGER)
             }
             Token(t) if t >= FIRST_PEER => self.on_peer_ready(t - FIRST_PEER, ready),
             _ => {}
@@ -557,6 +567,7 @@ impl Daemon {
                     self.agent_unavailable_after_delay(transport)
                 }
                 TimerKind::StatusClient(id) => self.status_client_timeout(id),
+                TimerKind::ParkedTrigger(id) => self.parked_trigger_timeout(id),
             }
         }
     }

@@ -45,7 +45,9 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Token};
 
 use super::timers::TimerId;
-use super::{now_secs, Daemon, TimerKind, FIRST_PEER, FIRST_STATUS_CLIENT, STATUS_SERVER};
+use super::{
+    now_secs, Daemon, TimerKind, FIRST_PARKED_TRIGGER, FIRST_STATUS_CLIENT, STATUS_SERVER,
+};
 use crate::maillog;
 use crate::proto::attr::{AttrDecoder, DecodeLimits};
 use crate::proto::status::{Snapshot, StatusRequest, Summary, STATUS_SOCKET};
@@ -60,8 +62,8 @@ pub(super) const CLIENT_TIME_LIMIT: u64 = 10;
 /// Connections accepted per readiness event before other work gets a turn.
 const ACCEPTS_PER_EVENT: usize = 64;
 
-// The clients' tokens lie between the fixed ones and the peers'.
-const _: () = assert!(FIRST_STATUS_CLIENT + MAX_CLIENTS <= FIRST_PEER);
+// The clients' tokens lie between the fixed ones and the parked trigger clients'.
+const _: () = assert!(FIRST_STATUS_CLIENT + MAX_CLIENTS <= FIRST_PARKED_TRIGGER);
 const _: () = assert!(STATUS_SERVER.0 < FIRST_STATUS_CLIENT);
 
 /// A status client, for as long as it is connected (the generation makes a late timer for a

@@ -19,7 +19,8 @@ use super::status::{self, Availability};
 use super::{FLOW_READ_FD, FLOW_WRITE_FD, LISTEN_FD, STATUS_FD, TRIGGER_BUF_SIZE};
 use crate::maillog::strerror;
 
-/// How long the C trigger server waits for a client's bytes after accept() (`read_wait(fd, 10)`).
+/// How long the C trigger server waits for a client's bytes after accept() (`read_wait(fd, 10)`);
+/// the daemon keeps a client that has sent nothing yet this long, without waiting for it.
 pub const TRIGGER_WAIT: Duration = Duration::from_secs(10);
 
 /// The flow pipe is read and written in chunks of this size, as mail_flow does.
@@ -292,11 +293,16 @@ fn accept_gave_up(err: Errno) -> bool {
     )
 }
 
-/// An accepted trigger client whose bytes are ready to read; closed when dropped.
+/// An accepted trigger client; closed when dropped.
 #[derive(Debug)]
 pub struct TriggerConnection(OwnedFd);
 
 impl TriggerConnection {
+    /// Its bytes (or its hang-up) are there: the one read will not block.
+    pub fn is_ready(&self) -> bool {
+        wait_readable(self.fd(), Duration::ZERO)
+    }
+
     /// The one read of the request (see [`read_trigger`]).
     pub fn read(&self) -> io::Result<Vec<u8>> {
         read_trigger(self.0.as_fd())
@@ -308,15 +314,12 @@ impl TriggerConnection {
     }
 }
 
-/// The `unix` listener polled readable: accept a client (close-on-exec) and wait up to `wait`
-/// ([`TRIGGER_WAIT`] in the daemon) for its bytes. `Ok(None)` when there was no connection
-/// after all, or when the client sent nothing in time (the connection is then closed without
-/// a read, and the C server does not tell master or run the handler). With `Some`, the caller
-/// notifies master `Taken`, calls [`TriggerConnection::read`] once, handles the bytes, notifies
-/// `Avail` and drops the connection.
-pub fn accept_trigger(
+/// The `unix` listener polled readable: accept a client (close-on-exec), without waiting for
+/// its bytes. `Ok(None)` when there was no connection after all. The daemon serves a client
+/// that [`TriggerConnection::is_ready`] at once; one that is not yet is parked in its poll
+/// loop for up to [`TRIGGER_WAIT`], so a client that sends nothing never holds up the loop.
+pub fn accept_connection(
     listen_fd: BorrowedFd<'_>,
-    wait: Duration,
 ) -> Result<Option<TriggerConnection>, AcceptError> {
     let raw = loop {
         // SAFETY: accept4 with null address pointers writes nothing back; it only creates a
@@ -342,7 +345,24 @@ pub fn accept_trigger(
         return Err(AcceptError(to_io(err)));
     };
     // SAFETY: accept4 just returned this new descriptor; nothing else owns it.
-    let conn = TriggerConnection(unsafe { OwnedFd::from_raw_fd(raw) });
+    Ok(Some(TriggerConnection(unsafe {
+        OwnedFd::from_raw_fd(raw)
+    })))
+}
+
+/// The C trigger server's way, blocking: [`accept_connection`], then wait up to `wait` for the
+/// client's bytes. `Ok(None)` when there was no connection after all, or when the client sent
+/// nothing in time (the connection is then closed without a read, and the C server does not
+/// tell master or run the handler). With `Some`, the caller notifies master `Taken`, calls
+/// [`TriggerConnection::read`] once, handles the bytes, notifies `Avail` and drops the
+/// connection. The daemon does not wait here (see [`accept_connection`]).
+pub fn accept_trigger(
+    listen_fd: BorrowedFd<'_>,
+    wait: Duration,
+) -> Result<Option<TriggerConnection>, AcceptError> {
+    let Some(conn) = accept_connection(listen_fd)? else {
+        return Ok(None);
+    };
     if wait_readable(conn.fd(), wait) {
         Ok(Some(conn))
     } else {

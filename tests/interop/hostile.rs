@@ -4,6 +4,8 @@
 //!   local user while mail is injected and drained: random bytes with every trigger letter,
 //!   huge writes, thousands of connections. The queue manager must survive (same pid), its
 //!   memory and descriptors stay flat, every message is delivered, and it logs no warning.
+//! - A connection to public/qmgr that sends nothing: the C daemon waits 10 s for it, and all
+//!   mail with it; ours must not stall (C's figure is printed alongside).
 //! - Queue directory oddities (symlinks out of the queue, a FIFO, a directory, a socket, a hard
 //!   link, a file that is not ready): nothing outside the queue is opened, dated or changed,
 //!   the odd entries stay where they are, and the warnings are the C daemon's.
@@ -413,9 +415,10 @@ fn trigger_flood_from_a_local_user_fifo_service() {
 }
 
 /// One local user holds one connection to public/qmgr open without writing, then 20
-/// messages come in: the seconds until they are delivered (no kicks). Both queue managers
-/// wait up to 10 s for a connected client's bytes before anything else (C's trigger server:
-/// read_wait(fd, 10)), so every silent connection stalls mail for 10 s.
+/// messages come in: the seconds until they are delivered (no kicks). The C daemon waits up
+/// to 10 s for a connected client's bytes before anything else (its trigger server:
+/// read_wait(fd, 10)), so every silent connection stalls its mail for 10 s; ours parks the
+/// connection in its event loop and goes on.
 fn silent_connection_stall(qmgr: &str) -> f64 {
     let lab = Lab::up_as(qmgr, &["--transport", "discard", "--dests", "4"]);
     let flooding = flood(&lab, &["idle=1", "sleep=12000"]);
@@ -433,18 +436,21 @@ fn silent_connection_stall(qmgr: &str) -> f64 {
         trouble(&lab)
     );
     lab.assert_all_delivered(20, recipients);
+    if qmgr == OURS {
+        assert!(trouble(&lab).is_empty(), "{:?}", trouble(&lab));
+    }
     stall
 }
 
 #[test]
-fn a_silent_connection_stalls_both_queue_managers_alike() {
+fn a_silent_connection_stalls_the_c_queue_manager_not_ours() {
     if !side_by_side_available() {
         return;
     }
     let ours = silent_connection_stall(OURS);
     let c = silent_connection_stall(C_OQMGR);
-    // The C daemon's 10 s wait is kept (a swap changes nothing); ours stalls no longer.
-    assert!(ours <= c.max(10.0) + 1.5, "ours {ours:.1} s, C {c:.1} s");
+    // C's figure is printed for comparison (about 10 s); ours must not stall.
+    assert!(ours < 2.0, "ours {ours:.1} s (C {c:.1} s)");
 }
 
 // ------------------------------------------------------------ queue directory oddities ---
