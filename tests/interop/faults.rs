@@ -180,7 +180,7 @@ impl Outcome {
 
 /// The queue manager's warning, error, fatal and panic lines, shaped (ids and numbers
 /// replaced), each kind once, sorted.
-fn trouble(lab: &Lab) -> Vec<String> {
+pub(super) fn trouble(lab: &Lab) -> Vec<String> {
     let mut kinds: Vec<String> = lab
         .qmgr_lines()
         .iter()
@@ -198,7 +198,7 @@ fn trouble(lab: &Lab) -> Vec<String> {
 }
 
 /// Master's lines about queue manager processes (killed, exited, throttled), shaped.
-fn master_trouble(lab: &Lab) -> Vec<String> {
+pub(super) fn master_trouble(lab: &Lab) -> Vec<String> {
     let mut kinds: Vec<String> = lab
         .maillog()
         .lines()

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::faults::{master_trouble, trouble};
 use super::lab::{pflab, run, side_by_side_available, tail, value, Lab, C_OQMGR};
 
 const OURS: &str = env!("CARGO_BIN_EXE_oqmgr");
@@ -238,49 +239,6 @@ fn drain_unkicked(lab: &Lab, timeout_s: u64) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// The queue manager's warning/error/fatal/panic lines, shaped, each kind once.
-fn trouble(lab: &Lab) -> Vec<String> {
-    let mut kinds: Vec<String> = lab
-        .qmgr_lines()
-        .iter()
-        .filter(|l| {
-            [" warning: ", " error: ", " fatal: ", " panic: "]
-                .iter()
-                .any(|k| l.contains(k))
-        })
-        .filter_map(|l| super::shape(l))
-        .collect();
-    kinds.sort();
-    kinds.dedup();
-    kinds
-}
-
-/// Master's warnings, numbers and the lab path replaced, each kind once.
-fn master_warnings(lab: &Lab) -> Vec<String> {
-    let mut kinds: Vec<String> = lab
-        .maillog()
-        .lines()
-        .filter(|l| l.contains(" postfix/master[") && l.contains("warning:"))
-        .filter_map(|l| l.split_once(": warning: ").map(|(_, t)| t))
-        .map(|t| {
-            t.split(' ')
-                .map(|w| {
-                    if !w.is_empty() && w.chars().all(|c| c.is_ascii_digit()) {
-                        "N"
-                    } else {
-                        w
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-                .replace(&lab.path(), "DIR")
-        })
-        .collect();
-    kinds.sort();
-    kinds.dedup();
-    kinds
-}
-
 // ------------------------------------------------------------------- trigger flood ---
 
 /// What one trigger-flood run measured.
@@ -364,7 +322,7 @@ fn trigger_flood(qmgr: &str, service_type: &str) -> FloodFigures {
         "figures: trigger-flood qmgr={} type={service_type} qmgr_trouble={:?} master={:?}",
         name(qmgr),
         figures.trouble,
-        master_warnings(&lab)
+        master_trouble(&lab)
     );
     assert_eq!(pid_after, pid, "the queue manager was replaced");
     let log = lab.maillog();
@@ -384,13 +342,13 @@ fn trigger_flood(qmgr: &str, service_type: &str) -> FloodFigures {
     figures
 }
 
-#[test]
-fn trigger_flood_from_a_local_user_unix_service() {
+/// The flood with ours and with C on one service type: ours logs no warning C does not.
+fn trigger_flood_side_by_side(service_type: &str) {
     if !side_by_side_available() {
         return;
     }
-    let ours = trigger_flood(OURS, "unix");
-    let c = trigger_flood(C_OQMGR, "unix");
+    let ours = trigger_flood(OURS, service_type);
+    let c = trigger_flood(C_OQMGR, service_type);
     assert!(
         ours.trouble.iter().all(|t| c.trouble.contains(t)),
         "warnings the C daemon does not log: ours {:?}, C {:?}",
@@ -400,18 +358,13 @@ fn trigger_flood_from_a_local_user_unix_service() {
 }
 
 #[test]
+fn trigger_flood_from_a_local_user_unix_service() {
+    trigger_flood_side_by_side("unix");
+}
+
+#[test]
 fn trigger_flood_from_a_local_user_fifo_service() {
-    if !side_by_side_available() {
-        return;
-    }
-    let ours = trigger_flood(OURS, "fifo");
-    let c = trigger_flood(C_OQMGR, "fifo");
-    assert!(
-        ours.trouble.iter().all(|t| c.trouble.contains(t)),
-        "warnings the C daemon does not log: ours {:?}, C {:?}",
-        ours.trouble,
-        c.trouble
-    );
+    trigger_flood_side_by_side("fifo");
 }
 
 /// One local user holds one connection to public/qmgr open without writing, then 20
