@@ -10,17 +10,9 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::lab::{files_in, run, side_by_side_available, tail, value, Lab, C_OQMGR};
-
-const OURS: &str = env!("CARGO_BIN_EXE_oqmgr");
-
-fn name(qmgr: &str) -> &'static str {
-    if qmgr == C_OQMGR {
-        "c"
-    } else {
-        "ours"
-    }
-}
+use super::lab::{
+    files_in, qmgr_name, run, side_by_side_available, tail, value, Lab, C_OQMGR, OURS,
+};
 
 /// splitmix64: a seeded generator, so that a failing run can be repeated.
 struct Rng(u64);
@@ -329,13 +321,13 @@ fn kill_anywhere(qmgr: &str, transport: &str, messages: usize, max_ms: u64, seed
     println!(
         "figures: kill-anywhere qmgr={} transport={transport} seed={seed} rounds={rounds} \
          kills={kills} {} seconds={:.0}",
-        name(qmgr),
+        qmgr_name(qmgr),
         out.line(),
         started.elapsed().as_secs_f64()
     );
     println!(
         "figures: kill-anywhere qmgr={} transport={transport} qmgr_trouble={:?} master={:?}",
-        name(qmgr),
+        qmgr_name(qmgr),
         trouble(&lab),
         master_trouble(&lab)
     );
@@ -428,14 +420,14 @@ fn descriptor_exhaustion(qmgr: &str, nofile: &str) {
     println!(
         "figures: descriptor-exhaustion qmgr={} nofile={nofile} exited={exited} \
          sent_before_restart={sent_at_limit} deferred_lines={} {} seconds={:.0}",
-        name(qmgr),
+        qmgr_name(qmgr),
         lab.count(" status=deferred "),
         out.line(),
         started.elapsed().as_secs_f64()
     );
     println!(
         "figures: descriptor-exhaustion qmgr={} nofile={nofile} qmgr_trouble={:#?} master={:?}",
-        name(qmgr),
+        qmgr_name(qmgr),
         trouble(&lab),
         master_trouble(&lab)
     );
@@ -542,14 +534,14 @@ fn full_disk(qmgr: &str) {
     println!(
         "figures: full-disk qmgr={} sent_while_full={full_sent} corrupt_while_full={full_corrupt} \
          deferred_lines={} {} seconds={:.0}",
-        name(qmgr),
+        qmgr_name(qmgr),
         lab.count(" status=deferred "),
         out.line(),
         started.elapsed().as_secs_f64()
     );
     println!(
         "figures: full-disk qmgr={} qmgr_trouble={:?} all_trouble={:#?}",
-        name(qmgr),
+        qmgr_name(qmgr),
         trouble(&lab),
         all_trouble(&lab)
     );

@@ -19,17 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::faults::{master_trouble, trouble};
-use super::lab::{pflab, run, side_by_side_available, tail, value, Lab, C_OQMGR};
-
-const OURS: &str = env!("CARGO_BIN_EXE_oqmgr");
-
-fn name(qmgr: &str) -> &'static str {
-    if qmgr == C_OQMGR {
-        "c"
-    } else {
-        "ours"
-    }
-}
+use super::lab::{pflab, qmgr_name, run, side_by_side_available, tail, value, Lab, C_OQMGR, OURS};
 
 /// The flooder, run as an unprivileged user: `PATH PHASE...`, each phase `name=n`, in order.
 /// Prints `key=value` figures. On a FIFO every write is its own open/write/close.
@@ -313,14 +303,14 @@ fn trigger_flood(qmgr: &str, service_type: &str) -> FloodFigures {
          peak_rss_kib={peak} hwm_kib={hwm} rss_after_kib={rss_after} fds_before={fds_before} \
          fds_after={fds_after} qmgr_cpu_s={cpu:.2} flood_s={flood_s:.1} drain_s={drain_s:.1} \
          sent={}/{recipients} seconds={:.0} flooder: {flooded}",
-        name(qmgr),
+        qmgr_name(qmgr),
         pid_after == pid,
         lab.count(" status=sent "),
         started.elapsed().as_secs_f64()
     );
     println!(
         "figures: trigger-flood qmgr={} type={service_type} qmgr_trouble={:?} master={:?}",
-        name(qmgr),
+        qmgr_name(qmgr),
         figures.trouble,
         master_trouble(&lab)
     );
@@ -384,7 +374,7 @@ fn silent_connection_stall(qmgr: &str) -> f64 {
     println!(
         "figures: silent-connection qmgr={} stall_s={stall:.1} sent={}/{recipients} \
          qmgr_trouble={:?}",
-        name(qmgr),
+        qmgr_name(qmgr),
         lab.count(" status=sent "),
         trouble(&lab)
     );
@@ -674,7 +664,7 @@ fn oddities(qmgr: &str) -> Oddities {
     };
     println!(
         "figures: queue-oddities qmgr={} removed={} sent={} touched={:?} seconds={:.0}",
-        name(qmgr),
+        qmgr_name(qmgr),
         out.removed,
         out.sent,
         out.touched,
@@ -682,7 +672,7 @@ fn oddities(qmgr: &str) -> Oddities {
     );
     println!(
         "figures: queue-oddities qmgr={} places={:?} warnings={:#?}",
-        name(qmgr),
+        qmgr_name(qmgr),
         out.places,
         out.warnings
     );

@@ -44,6 +44,18 @@ pub fn value(kv: &[(String, String)], key: &str) -> String {
 /// Debian's C oqmgr: what the side-by-side tests compare ours with.
 pub const C_OQMGR: &str = "/usr/lib/postfix/sbin/oqmgr";
 
+/// Our queue manager, as the side-by-side tests name it.
+pub const OURS: &str = env!("CARGO_BIN_EXE_oqmgr");
+
+/// The short name of a queue manager binary in figures lines: `c` or `ours`.
+pub fn qmgr_name(qmgr: &str) -> &'static str {
+    if qmgr == C_OQMGR {
+        "c"
+    } else {
+        "ours"
+    }
+}
+
 /// Whether a side-by-side test can run: a real Postfix instance and Debian's C oqmgr to
 /// compare with; explains itself when it cannot.
 pub fn side_by_side_available() -> bool {
