@@ -2,24 +2,54 @@
 //! match_hostname): names and `.parent` patterns, `!` negation, `/file/name` contents expanded
 //! in-line, first match wins.
 //!
-//! Lookup tables (`type:name`) are not opened here: such a pattern behaves like a table that
-//! cannot be opened in Postfix (a surrogate whose lookups fail), so a lookup that reaches it
-//! reports an error instead of guessing.
+//! A lookup table (`type:name`) is given by the caller as a [`Table`] when the list is parsed
+//! ([`DomainList::parse_with`]): the daemon loads fixed-string tables at start-up (see
+//! `daemon::tables`); any other table behaves like one that Postfix cannot open (a surrogate
+//! whose lookups fail), so a lookup that reaches it reports an error instead of guessing.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
+
+/// Why a table that the caller does not open fails its lookups.
+pub const NOT_SUPPORTED: &str = "lookup tables are not supported by this queue manager";
+
+/// What a `type:name` pattern's table answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Table {
+    /// A fixed-string table (hash, btree, texthash, inline, ...): its keys as stored. Postfix
+    /// looks up the casefolded name without folding it again (tables fold their keys when
+    /// they are built), so a key with upper case never matches here either.
+    Keys(HashSet<Box<[u8]>>),
+    /// `static:`: every lookup finds the table's value.
+    Static,
+    /// `fail:`: every lookup fails without a warning of its own.
+    Fail,
+    /// A table that is not available here: each lookup warns `<table> is unavailable.
+    /// <reason>` and fails, as Postfix's surrogate for a table it cannot open.
+    Unavailable(String),
+}
+
+impl Table {
+    /// DICT_FLAG_FIXED: match_hostname looks up parent domains only in such tables (a
+    /// surrogate and `fail:` are pattern tables: only the full name is asked).
+    fn fixed(&self) -> bool {
+        matches!(self, Table::Keys(_) | Table::Static)
+    }
+}
 
 /// One parsed pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pattern {
     /// A host or domain name, casefolded; a leading `.` matches subdomains only.
     Name { negated: bool, name: String },
-    /// A pattern whose lookups fail: a `type:name` table, or a `/file` that could not be read.
-    Unavailable {
+    /// A `type:name` table, or a `/file` that could not be read (an unavailable table).
+    Table {
         negated: bool,
         /// `type:name` as Postfix names the table (`non-existent:/path` for a file).
         table: String,
-        /// Why, as the surrogate table's warning says it.
-        reason: String,
+        /// Shared when a list names the same table twice (Postfix opens it once).
+        contents: Arc<Table>,
     },
 }
 
@@ -103,13 +133,25 @@ impl DomainList {
         value: &[u8],
         parent_style: bool,
     ) -> Result<(DomainList, Vec<String>), DomainListError> {
+        let mut unavailable = |_: &str| Arc::new(Table::Unavailable(NOT_SUPPORTED.to_string()));
+        DomainList::parse_with(param, value, parent_style, &mut unavailable)
+    }
+
+    /// [`DomainList::parse`], with `open` giving each `type:name` table's contents when the
+    /// parse reaches it (the order in which Postfix opens them).
+    pub fn parse_with(
+        param: &str,
+        value: &[u8],
+        parent_style: bool,
+        open: &mut dyn FnMut(&str) -> Arc<Table>,
+    ) -> Result<(DomainList, Vec<String>), DomainListError> {
         let mut list = DomainList {
             param: param.to_string(),
             parent_style,
             patterns: Vec::new(),
         };
         let mut warnings = Vec::new();
-        list.parse_into(value, false, &mut warnings, 0)?;
+        list.parse_into(value, false, &mut warnings, 0, open)?;
         Ok((list, warnings))
     }
 
@@ -119,6 +161,7 @@ impl DomainList {
         negated_outer: bool,
         warnings: &mut Vec<String>,
         depth: usize,
+        open: &mut dyn FnMut(&str) -> Arc<Table>,
     ) -> Result<(), DomainListError> {
         let all = tokens(value);
         for (i, token) in all.iter().enumerate() {
@@ -151,22 +194,26 @@ impl DomainList {
                     Ok(contents) if depth < 16 => {
                         for line in contents.split(|&b| b == b'\n') {
                             if line.first() != Some(&b'#') {
-                                self.parse_into(line, negated, warnings, depth + 1)?;
+                                self.parse_into(line, negated, warnings, depth + 1, open)?;
                             }
                         }
                     }
                     Ok(_) => {}
-                    Err(e) => self.patterns.push(Pattern::Unavailable {
+                    Err(e) => self.patterns.push(Pattern::Table {
                         negated,
                         table: format!("non-existent:{text}"),
-                        reason: format!("open file {text}: {}", crate::maillog::strerror(&e)),
+                        contents: Arc::new(Table::Unavailable(format!(
+                            "open file {text}: {}",
+                            crate::maillog::strerror(&e)
+                        ))),
                     }),
                 }
             } else if item.first() != Some(&b'[') && item.contains(&b':') {
-                self.patterns.push(Pattern::Unavailable {
+                let contents = open(&text);
+                self.patterns.push(Pattern::Table {
                     negated,
                     table: text,
-                    reason: "lookup tables are not supported by this queue manager".to_string(),
+                    contents,
                 });
             } else {
                 self.patterns.push(Pattern::Name {
@@ -181,7 +228,7 @@ impl DomainList {
     /// The `type:name` lookup tables the list names (the C daemon opens them).
     pub fn tables(&self) -> impl Iterator<Item = &str> {
         self.patterns.iter().filter_map(|p| match p {
-            Pattern::Unavailable { table, .. } if !table.starts_with("non-existent:") => {
+            Pattern::Table { table, .. } if !table.starts_with("non-existent:") => {
                 Some(table.as_str())
             }
             _ => None,
@@ -198,25 +245,66 @@ impl DomainList {
     pub fn lookup(&self, name: &[u8]) -> DomainMatch {
         let name = casefold(name);
         for pattern in &self.patterns {
-            match pattern {
-                Pattern::Name { negated, name: p } => {
-                    if self.name_matches(&name, p) {
-                        return if *negated {
-                            DomainMatch::NoMatch
-                        } else {
-                            DomainMatch::Match
-                        };
-                    }
-                }
-                Pattern::Unavailable { table, reason, .. } => {
-                    return DomainMatch::Error(vec![
-                        format!("{table} is unavailable. {reason}"),
-                        format!("{}: {table}: table lookup problem", self.param),
-                    ]);
-                }
+            let (negated, found) = match pattern {
+                Pattern::Name { negated, name: p } => (negated, self.name_matches(&name, p)),
+                Pattern::Table {
+                    negated,
+                    table,
+                    contents,
+                } => match self.table_matches(name.as_bytes(), table, contents) {
+                    Ok(found) => (negated, found),
+                    Err(warnings) => return DomainMatch::Error(warnings),
+                },
+            };
+            if found {
+                return if *negated {
+                    DomainMatch::NoMatch
+                } else {
+                    DomainMatch::Match
+                };
             }
         }
         DomainMatch::NoMatch
+    }
+
+    /// match_hostname with a table: the whole name, then (fixed-string tables only) each
+    /// parent domain, `example.com` with parent style and `.example.com` without; a found key
+    /// matches whatever its value, a failed lookup ends the search with its warnings.
+    fn table_matches(
+        &self,
+        name: &[u8],
+        table: &str,
+        contents: &Table,
+    ) -> Result<bool, Vec<String>> {
+        let mut start = 0;
+        while start < name.len() {
+            if start == 0 || contents.fixed() {
+                let entry = &name[start..];
+                match contents {
+                    Table::Keys(keys) if keys.contains(entry) => return Ok(true),
+                    Table::Keys(_) => {}
+                    Table::Static => return Ok(true),
+                    Table::Fail => {
+                        return Err(vec![format!(
+                            "{}: {table}: table lookup problem",
+                            self.param
+                        )])
+                    }
+                    Table::Unavailable(reason) => {
+                        return Err(vec![
+                            format!("{table} is unavailable. {reason}"),
+                            format!("{}: {table}: table lookup problem", self.param),
+                        ])
+                    }
+                }
+            }
+            // The next dot after the entry's first byte; parent style skips past it.
+            let Some(dot) = memchr::memchr(b'.', &name[start + 1..]) else {
+                break;
+            };
+            start += 1 + dot + usize::from(self.parent_style);
+        }
+        Ok(false)
     }
 
     /// match_hostname without tables: equal, or a parent domain (parent style), or a
@@ -329,5 +417,88 @@ mod tests {
             warnings,
             vec!["fast_flush_domains: comment at end of line is not supported: # note"]
         );
+    }
+
+    /// A list whose tables hold `keys` (any `type:name` but `static:` and `fail:`).
+    fn with_tables(value: &str, parent: bool, keys: &[&str]) -> DomainList {
+        let keys: HashSet<Box<[u8]>> = keys.iter().map(|k| Box::from(k.as_bytes())).collect();
+        let mut open = |spec: &str| {
+            Arc::new(match spec.split_once(':').map(|(t, _)| t) {
+                Some("static") => Table::Static,
+                Some("fail") => Table::Fail,
+                Some("regexp") => Table::Unavailable(NOT_SUPPORTED.into()),
+                _ => Table::Keys(keys.clone()),
+            })
+        };
+        DomainList::parse_with("fast_flush_domains", value.as_bytes(), parent, &mut open)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn tables_match_the_name_then_parent_domains_in_the_list_style() {
+        let l = with_tables("hash:/t", true, &["d1.lab", ".d2.lab"]);
+        assert_eq!(l.lookup(b"D1.LAB"), DomainMatch::Match);
+        assert_eq!(l.lookup(b"mx.a.d1.lab"), DomainMatch::Match);
+        assert_eq!(l.lookup(b"xd1.lab"), DomainMatch::NoMatch);
+        // Parent style asks `d2.lab` and `lab`, never `.d2.lab`.
+        assert_eq!(l.lookup(b"mx.d2.lab"), DomainMatch::NoMatch);
+        assert_eq!(l.lookup(b"d1.lab."), DomainMatch::NoMatch);
+        // Without parent style: `.d2.lab`, `.lab`, never `d1.lab`.
+        let l = with_tables("hash:/t", false, &["d1.lab", ".d2.lab"]);
+        assert_eq!(l.lookup(b"d1.lab"), DomainMatch::Match);
+        assert_eq!(l.lookup(b"mx.d1.lab"), DomainMatch::NoMatch);
+        assert_eq!(l.lookup(b"mx.d2.lab"), DomainMatch::Match);
+        assert_eq!(l.lookup(b"a.b.d2.lab"), DomainMatch::Match);
+        assert_eq!(l.lookup(b"d2.lab"), DomainMatch::NoMatch);
+        // A key with a trailing dot matches only a name with one.
+        let l = with_tables("hash:/t", true, &["d1.lab."]);
+        assert_eq!(l.lookup(b"d1.lab"), DomainMatch::NoMatch);
+        assert_eq!(l.lookup(b"mx.d1.lab."), DomainMatch::Match);
+        // Keys are not folded at lookup: upper case in a table never matches.
+        let l = with_tables("texthash:/t", true, &["D1.lab"]);
+        assert_eq!(l.lookup(b"D1.lab"), DomainMatch::NoMatch);
+        // An empty name asks no table.
+        let l = with_tables("fail:x", true, &[]);
+        assert_eq!(l.lookup(b""), DomainMatch::NoMatch);
+    }
+
+    #[test]
+    fn negated_tables_and_first_match_wins_with_names_and_tables_mixed() {
+        let l = with_tables("!hash:/t, d1.lab, .lab", true, &["private.d1.lab"]);
+        assert_eq!(l.lookup(b"private.d1.lab"), DomainMatch::NoMatch);
+        assert_eq!(l.lookup(b"mx.private.d1.lab"), DomainMatch::NoMatch);
+        assert_eq!(l.lookup(b"d1.lab"), DomainMatch::Match);
+        let l = with_tables("!d1.lab hash:/t", true, &["d1.lab", "d2.lab"]);
+        assert_eq!(l.lookup(b"mx.d1.lab"), DomainMatch::NoMatch);
+        assert_eq!(l.lookup(b"mx.d2.lab"), DomainMatch::Match);
+        // `!!` is no negation.
+        let l = with_tables("!!hash:/t", true, &["d1.lab"]);
+        assert_eq!(l.lookup(b"d1.lab"), DomainMatch::Match);
+    }
+
+    #[test]
+    fn static_matches_fail_and_unavailable_tables_end_the_search() {
+        let l = with_tables("static:all", true, &[]);
+        assert_eq!(l.lookup(b"any.where"), DomainMatch::Match);
+        // A name before the failing table still matches; the table's failure ends the rest.
+        let l = with_tables("d1.lab fail:x d2.lab", true, &[]);
+        assert_eq!(l.lookup(b"d1.lab"), DomainMatch::Match);
+        assert_eq!(
+            l.lookup(b"d2.lab"),
+            DomainMatch::Error(vec![
+                "fast_flush_domains: fail:x: table lookup problem".into()
+            ])
+        );
+        let l = with_tables("hash:/t regexp:/r d2.lab", true, &["d1.lab"]);
+        assert_eq!(l.lookup(b"d1.lab"), DomainMatch::Match);
+        assert_eq!(
+            l.lookup(b"d2.lab"),
+            DomainMatch::Error(vec![
+                format!("regexp:/r is unavailable. {NOT_SUPPORTED}"),
+                "fast_flush_domains: regexp:/r: table lookup problem".into(),
+            ])
+        );
+        assert_eq!(l.tables().collect::<Vec<_>>(), ["hash:/t", "regexp:/r"]);
     }
 }

@@ -19,6 +19,7 @@ pub mod rewrite;
 mod status_clients;
 mod status_server;
 mod table_watch;
+mod tables;
 pub mod timers;
 mod triggers;
 
@@ -169,9 +170,10 @@ pub struct PreJail {
 
 /// The pre-jail initialisation (see [`PreJail`]).
 pub fn pre_jail_init(config: &Config, params: &Params) -> PreJail {
-    let flush_domains = status_clients::FlushDomains::init(config, params);
+    let mut opener = tables::Opener::new(config, params);
+    let flush_domains = status_clients::FlushDomains::init(config, params, &mut opener);
     // Parsed, with resolve_local_init's warnings, for its table names: mydestination is not
-    // otherwise used here.
+    // otherwise used here, so its tables are only checked (what opening them logs), not read.
     let mydestination = match crate::config::domain_list::DomainList::parse(
         "mydestination",
         &params.mydestination,
@@ -185,6 +187,9 @@ pub fn pre_jail_init(config: &Config, params: &Params) -> PreJail {
         }
         Err(e) => fatal(&e.to_string()),
     };
+    for table in mydestination.tables() {
+        opener.check(table);
+    }
     let tables =
         table_watch::TableWatch::open(mydestination.tables().chain(flush_domains.tables()));
     let memory =

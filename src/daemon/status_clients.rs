@@ -50,15 +50,23 @@ impl FlushDomains {
         self.list.tables()
     }
 
-    /// Reads the list (and any `/file` in it) and logs its parse warnings; a bare `!` is fatal
-    /// as in Postfix.
-    pub fn init(config: &Config, params: &Params) -> FlushDomains {
+    /// Reads the list (and any `/file` in it, and its lookup tables through `opener`) and logs
+    /// its parse warnings; a bare `!` is fatal as in Postfix.
+    pub fn init(
+        config: &Config,
+        params: &Params,
+        opener: &mut super::tables::Opener,
+    ) -> FlushDomains {
         let parent = domain_list::parent_style(
             &params.parent_domain_matches_subdomains,
             "fast_flush_domains",
         );
-        let list = match DomainList::parse("fast_flush_domains", &params.fast_flush_domains, parent)
-        {
+        let list = match DomainList::parse_with(
+            "fast_flush_domains",
+            &params.fast_flush_domains,
+            parent,
+            &mut |table| opener.open(table),
+        ) {
             Ok((list, warnings)) => {
                 for w in warnings {
                     warn!("{w}");
