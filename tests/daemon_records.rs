@@ -241,6 +241,70 @@ fn fast_flush_domains_get_a_flush_add_for_deferred_recipients() {
     assert_eq!(appends(&w.defer.requests()).len(), 3);
 }
 
+/// relay_domains (fast_flush_domains' default) as a hash table, the common relay set-up: the
+/// table is read at start-up with postmap, and a deferred recipient whose domain or parent
+/// domain is in it gets its flush(8) `add`, without a warning. A table that cannot be opened
+/// gets Postfix's start-up error and its lookups fail, as before.
+#[test]
+fn fast_flush_domains_from_a_hash_table_get_a_flush_add() {
+    if !std::path::Path::new("/usr/sbin/postmap").exists() {
+        eprintln!("skipped: no /usr/sbin/postmap");
+        return;
+    }
+    let tables = tempfile::tempdir().unwrap();
+    std::fs::write(tables.path().join("main.cf"), "").unwrap();
+    let source = tables.path().join("relay_domains");
+    std::fs::write(&source, "d1.lab OK\nD3.lab OK\n").unwrap();
+    let hash = format!("hash:{}", source.display());
+    let status = std::process::Command::new("/usr/sbin/postmap")
+        .arg("-c")
+        .arg(tables.path())
+        .arg(&hash)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut w = World::with_params(&[("relay_domains", &hash)]);
+    let flush = FakeService::flush(&w.dir.public("flush"));
+    let id = w.drop_message(
+        "sender@src.lab",
+        &["a@d1.lab", "b@mx.d1.lab", "c@d2.lab", "d@d3.lab"],
+    );
+    w.start();
+    w.expect_in(&id, Some("deferred"));
+    let mut sites: Vec<Vec<u8>> = flush_adds(&flush).into_iter().map(|a| a.site).collect();
+    sites.sort();
+    assert_eq!(sites, [&b"d1.lab"[..], b"d3.lab", b"mx.d1.lab"]);
+    // The transports are missing (that is why the queue manager defers by itself); nothing
+    // else is warned about.
+    let trouble: Vec<String> = w
+        .postlog
+        .matching("warning:")
+        .into_iter()
+        .filter(|l| !l.contains("warning: connect to transport private/"))
+        .collect();
+    assert!(trouble.is_empty(), "{}", w.diagnostics());
+
+    let missing = format!("hash:{}", tables.path().join("missing").display());
+    let mut w = World::with_params(&[("relay_domains", &missing)]);
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    let db = format!("{}.db", tables.path().join("missing").display());
+    w.expect_log(
+        &format!("error: open database {db}: No such file or directory"),
+        T,
+    );
+    w.expect_log(
+        &format!("warning: {missing} is unavailable. open database {db}: No such file or directory"),
+        T,
+    );
+    w.expect_log(
+        &format!("warning: fast_flush_domains: {missing}: table lookup problem"),
+        T,
+    );
+    w.expect_log(&format!("warning: {id}: flush service failure"), T);
+    w.expect_in(&id, Some("deferred"));
+}
+
 #[test]
 fn a_failing_flush_service_is_warned_about_and_the_mail_stays_deferred() {
     // No public/flush at all.
