@@ -661,7 +661,11 @@ fn a_changed_lookup_table_restarts_the_queue_manager_at_the_next_trigger() {
         .set_modified(when)
         .unwrap();
     let _ = w.master().trigger(b"I");
-    w.expect_log(&format!("table {table} has changed -- restarting"), T);
+    // The name under which match_list registered the table, as the C daemon logs it.
+    w.expect_log(
+        &format!("table {table}(0,lock|utf8_request) has changed -- restarting"),
+        T,
+    );
     let status = w.master().wait_exit(T).expect("exit after the change");
     assert_eq!(status.code(), Some(0));
 }

@@ -294,7 +294,9 @@ fn fast_flush_domains_from_a_hash_table_get_a_flush_add() {
         T,
     );
     w.expect_log(
-        &format!("warning: {missing} is unavailable. open database {db}: No such file or directory"),
+        &format!(
+            "warning: {missing} is unavailable. open database {db}: No such file or directory"
+        ),
         T,
     );
     w.expect_log(

@@ -1,21 +1,27 @@
 //! The lookup tables the C queue manager opens at start-up (`mydestination` through
 //! resolve_local_init, `fast_flush_domains` through flush_init) and watches: before it takes a
 //! trigger, trigger_server's pre_accept asks dict_changed_name whether one of them changed on
-//! disk, and if so logs `table <name> has changed -- restarting` and exits, so that master
-//! starts a queue manager that sees the new table.
+//! disk, and if so logs `table <type:name>(0,lock|utf8_request) has changed -- restarting` and
+//! exits, so that master starts a queue manager that sees the new table.
 //!
-//! We do not read these tables, but we watch the same files the same way: opened before the
-//! privilege drop and chroot, then fstat()ed, so a table rebuilt by postmap (a new mtime, or a
-//! new file whose old one has no links left) restarts us as it restarts the C daemon. Only the
-//! file-based types have a file to watch (hash, btree, lmdb, cdb); the others never change in
-//! dict_changed_name's eyes either.
+//! We watch the same files the same way (the contents of fast_flush_domains' tables are read
+//! once at start-up, see `daemon::tables`): opened before the privilege drop and chroot, then
+//! fstat()ed, so a table rebuilt by postmap (a new mtime, or a new file whose old one has no
+//! links left) restarts us as it restarts the C daemon, and the new process reads the new
+//! contents. Only the file-based types have a file to watch (hash, btree, lmdb, cdb); the others
+//! never change in dict_changed_name's eyes either (texthash and inline are in-memory tables
+//! there too: a changed texthash file is read by the next queue manager, not this one).
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 
+/// How match_list registers a table it opens (`type:name(open flags,dict flags)`: O_RDONLY,
+/// DICT_FLAG_LOCK | DICT_FLAG_UTF8_REQUEST), the name dict_changed_name reports.
+const REGISTERED_AS: &str = "(0,lock|utf8_request)";
+
 /// One watched table.
 struct Watched {
-    /// `type:name`, as the C daemon names it in its log line.
+    /// `type:name(0,lock|utf8_request)`, as the C daemon names it in its log line.
     name: String,
     file: File,
     mtime: i64,
@@ -45,7 +51,8 @@ impl TableWatch {
     pub fn open<'a>(tables: impl IntoIterator<Item = &'a str>) -> TableWatch {
         let mut watch = TableWatch::default();
         for name in tables {
-            if watch.tables.iter().any(|t| t.name == name) {
+            let registered = format!("{name}{REGISTERED_AS}");
+            if watch.tables.iter().any(|t| t.name == registered) {
                 continue;
             }
             let Some(path) = watched_file(name) else {
@@ -58,7 +65,7 @@ impl TableWatch {
                 continue;
             };
             watch.tables.push(Watched {
-                name: name.to_string(),
+                name: registered,
                 file,
                 mtime: meta.mtime(),
             });
@@ -102,8 +109,9 @@ mod tests {
         let base = dir.path().join("dest");
         let db = dir.path().join("dest.db");
         std::fs::write(&db, b"v1").unwrap();
-        let name = format!("hash:{}", base.display());
-        let watch = TableWatch::open([name.as_str(), "hash:/no/such/table", "example.com"]);
+        let table = format!("hash:{}", base.display());
+        let name = format!("{table}(0,lock|utf8_request)");
+        let watch = TableWatch::open([table.as_str(), "hash:/no/such/table", "example.com"]);
         assert_eq!(watch.changed(), None);
         // postmap in place: a new mtime.
         let old = std::fs::metadata(&db).unwrap().mtime();
@@ -117,7 +125,7 @@ mod tests {
         assert_eq!(watch.changed(), Some(name.as_str()));
         // A table replaced by a new file: the open one has no link left.
         std::fs::write(&db, b"v1").unwrap();
-        let watch = TableWatch::open([name.as_str()]);
+        let watch = TableWatch::open([table.as_str()]);
         std::fs::remove_file(&db).unwrap();
         std::fs::write(&db, b"v2").unwrap();
         assert_eq!(watch.changed(), Some(name.as_str()));

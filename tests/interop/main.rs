@@ -8,6 +8,7 @@
 
 mod agents;
 mod faults;
+mod flush;
 mod hostile;
 mod jitter;
 mod lab;

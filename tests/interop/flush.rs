@@ -1,0 +1,132 @@
+//! fast_flush_domains with lookup tables: `relay_domains = hash:...` (fast_flush_domains'
+//! default is `$relay_domains`), the common relay set-up on Debian. The queue manager itself
+//! records a deferral when both the transport and `retry` are unavailable, and then asks
+//! flush(8) to log the queue ID for a fast-flush domain (flush_add).
+
+use crate::lab::{qmgr_name, run, side_by_side_available, tail, Lab, C_OQMGR, OURS};
+
+fn wait_for(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while !done() {
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    true
+}
+
+/// A queue manager's line without its time stamp, pid and queue IDs.
+fn normalized(line: &str) -> String {
+    let text = line.split_once("]: ").map_or(line, |(_, t)| t);
+    text.split_whitespace()
+        .map(|w| {
+            let id = w.trim_end_matches(':');
+            if id.len() >= 10
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_lowercase())
+            {
+                "ID:".to_string()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One queue manager's run: mail to d1.lab (in relay_domains, a hash table) and d2.lab (not
+/// in it), both deferred by the queue manager itself. Returns whether flush(8)'s logfile for
+/// each domain holds the message's queue ID, and the queue manager's warnings (normalized,
+/// sorted, deduplicated), then its line when the table is rebuilt (it restarts).
+fn deferral_with_relay_domains_in_a_hash_table(qmgr: &str) -> (bool, bool, Vec<String>, String) {
+    let lab = Lab::up_as(
+        qmgr,
+        &[
+            "--transport",
+            "discard",
+            "--dests",
+            "2",
+            "--set",
+            // No such service in master.cf: the transport is unavailable.
+            "default_transport=nosuch",
+        ],
+    );
+    let table = lab.dir.join("etc/relay_domains");
+    std::fs::write(&table, "d1.lab OK\n").expect("write table");
+    let hash = format!("hash:{}", table.display());
+    lab.tool("postmap", &[&hash]);
+    // dict_changed_name compares mtimes in whole seconds: date this version back.
+    let status = std::process::Command::new("touch")
+        .args(["-d", "-1 minute"])
+        .arg(table.with_extension("db"))
+        .status()
+        .expect("touch");
+    assert!(status.success(), "touch the table back");
+    lab.tool("postconf", &["-e", &format!("relay_domains={hash}")]);
+    // Without retry(8) the queue manager records the deferral itself (defer_append).
+    lab.tool("postconf", &["-MX", "retry/unix"]);
+    run(&["reload", &lab.path()]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    run(&["inject", &lab.path(), "2"]);
+    let deferred = wait_for(std::time::Duration::from_secs(60), || {
+        lab.count("status=deferred (mail transport unavailable)") >= 2
+    });
+    assert!(deferred, "{}", tail(&lab.maillog()));
+    // flush(8)'s per-site logfile (dots become underscores), holding queue IDs.
+    let flush_dir = lab.dir.join("spool/flush");
+    let logged = |site: &str| std::fs::read_to_string(flush_dir.join(site)).unwrap_or_default();
+    let d1 = wait_for(std::time::Duration::from_secs(20), || {
+        !logged("d1_lab").trim().is_empty()
+    });
+    // d2.lab is not a fast-flush domain: its logfile never appears.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let d2 = !logged("d2_lab").trim().is_empty();
+    let mut warnings: Vec<String> = lab
+        .qmgr_lines()
+        .iter()
+        .filter(|l| l.contains("warning:") || l.contains("error:") || l.contains("fatal:"))
+        .map(|l| normalized(l))
+        .collect();
+    warnings.sort();
+    warnings.dedup();
+    // A rebuilt table restarts the queue manager at its next trigger.
+    lab.tool("postmap", &[&hash]);
+    run(&["kick", &lab.path()]);
+    let restarted = wait_for(std::time::Duration::from_secs(20), || {
+        lab.count("has changed -- restarting") > 0
+    });
+    assert!(restarted, "{}", tail(&lab.maillog()));
+    let restart = lab
+        .qmgr_lines()
+        .iter()
+        .find(|l| l.contains("has changed -- restarting"))
+        .map(|l| normalized(l).replace(&lab.path(), "LAB"))
+        .unwrap_or_default();
+    println!(
+        "figures: qmgr={} flush_d1={} flush_d2={} qmgr_warnings={warnings:?} restart={restart:?}",
+        qmgr_name(qmgr),
+        d1,
+        d2
+    );
+    (d1, d2, warnings, restart)
+}
+
+#[test]
+fn flush_add_for_a_relay_domains_hash_table_as_by_the_c_oqmgr() {
+    if !side_by_side_available() {
+        return;
+    }
+    let (theirs, mine) = std::thread::scope(|s| {
+        let theirs = s.spawn(|| deferral_with_relay_domains_in_a_hash_table(C_OQMGR));
+        let mine = s.spawn(|| deferral_with_relay_domains_in_a_hash_table(OURS));
+        (theirs.join().unwrap(), mine.join().unwrap())
+    });
+    assert!(theirs.0 && !theirs.1, "C oqmgr: {theirs:?}");
+    assert!(
+        !theirs.2.iter().any(|w| w.contains("table lookup problem")),
+        "{theirs:?}"
+    );
+    assert_eq!(mine, theirs);
+}
