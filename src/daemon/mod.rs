@@ -159,8 +159,9 @@ pub struct Startup {
 }
 
 /// What the C daemon sets up as root, before the privilege drop and chroot: the
-/// fast_flush_domains list (flush_init, reading its `/file` patterns), and the lookup tables
-/// of that list and of mydestination (resolve_local_init), watched for changes. And ours:
+/// fast_flush_domains list (flush_init, reading its `/file` patterns and, through postmap, its
+/// fixed-string tables), and the lookup tables of that list and of mydestination
+/// (resolve_local_init), watched for changes. And ours:
 /// data_directory, which a chrooted process could not reach later (oqmgr_remember_destinations).
 pub struct PreJail {
     flush_domains: status_clients::FlushDomains,
