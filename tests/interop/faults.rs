@@ -234,7 +234,7 @@ const FAST_RETRY: [&str; 8] = [
 ];
 
 /// What `pflab inject` reported: its recipient count.
-fn injected(child: std::process::Child) -> usize {
+pub(super) fn injected(child: std::process::Child) -> usize {
     let out = child.wait_with_output().expect("pflab inject");
     assert!(out.status.success(), "pflab inject: {:?}", out.status);
     String::from_utf8_lossy(&out.stdout)

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::faults::{master_trouble, trouble};
+use super::faults::{injected, master_trouble, trouble};
 use super::lab::{pflab, qmgr_name, run, side_by_side_available, tail, value, Lab, C_OQMGR, OURS};
 
 /// The flooder, run as an unprivileged user: `PATH PHASE...`, each phase `name=n`, in order.
@@ -147,16 +147,6 @@ fn inject(lab: &Lab, messages: usize) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("pflab inject")
-}
-
-fn injected(child: Child) -> usize {
-    let out = child.wait_with_output().expect("pflab inject");
-    assert!(out.status.success(), "pflab inject: {:?}", out.status);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("recipients="))
-        .and_then(|n| n.parse().ok())
-        .expect("recipients=")
 }
 
 /// A `kB` figure of /proc/PID/status (VmRSS, VmHWM).
