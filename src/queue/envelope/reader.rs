@@ -103,13 +103,14 @@ impl Draft {
 }
 
 /// Read a queue file from its start: all non-recipient information and the first batch of
-/// recipients. The file should be opened read-write and locked by the caller.
+/// recipients. The file should be opened read-write and locked by the caller, and be at its
+/// start (as just opened: its position is not asked, which saves a system call per message).
 pub fn read_envelope<R: Read + Seek>(
     file: &mut R,
     options: &ReadOptions<'_>,
 ) -> Result<Envelope, ReadError> {
     let mut draft = Draft::default();
-    let outcome = read_records(file, &mut draft, options, 0);
+    let outcome = read_records(file, &mut draft, options, 0, Some(0));
     // The batch stays in memory until routed: no room for the pushes that did not come.
     draft.recipients.shrink_to_fit();
     if let Err(rejection) = outcome {
@@ -198,7 +199,7 @@ pub fn read_recipient_batch<R: Read + Seek>(
         seen_all_non_rcpt: true,
         ..Draft::default()
     };
-    match read_records(file, &mut draft, options, start) {
+    match read_records(file, &mut draft, options, start, None) {
         Ok(()) => {
             draft.recipients.shrink_to_fit();
             envelope.recipients = draft.recipients;
@@ -287,8 +288,13 @@ fn read_records<R: Read + Seek>(
     d: &mut Draft,
     options: &ReadOptions<'_>,
     start: u64,
+    // The file's position, when the caller knows it.
+    position: Option<u64>,
 ) -> Result<(), Rejection> {
-    let mut reader = RecordReader::new(&mut *file).map_err(seek_failed)?;
+    let mut reader = match position {
+        Some(pos) => RecordReader::at(&mut *file, pos),
+        None => RecordReader::new(&mut *file).map_err(seek_failed)?,
+    };
     reader.seek_to(start).map_err(seek_failed)?;
     let mut pointers = PointerFollower::new();
     let mut orig_rcpt: Option<Vec<u8>> = None;

@@ -69,6 +69,16 @@ impl<R: Read + Seek> RecordReader<R> {
         })
     }
 
+    /// Start reading at `pos`, which the caller knows to be the source's current position
+    /// (a file just opened is at 0): no position query, so no lseek() per queue file.
+    pub fn at(inner: R, pos: u64) -> Self {
+        Self {
+            inner: BufReader::with_capacity(8192, inner),
+            pos,
+            max_len: 0,
+        }
+    }
+
     /// Reject records longer than `max_len` bytes (0 = unlimited, as qmgr uses).
     pub fn with_max_len(mut self, max_len: u64) -> Self {
         self.max_len = max_len;
