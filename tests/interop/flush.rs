@@ -203,8 +203,13 @@ fn side_by_side_through_proxymap(kind: &str) {
         let mine = s.spawn(|| deferral_with_relay_domains_through_proxymap(OURS, kind));
         (theirs.join().unwrap(), mine.join().unwrap())
     });
+    // The transports are missing on purpose; nothing about the table is warned about.
+    assert!(theirs.0 && !theirs.1, "C oqmgr: {theirs:?}");
     assert!(
-        theirs.0 && !theirs.1 && theirs.2.is_empty(),
+        !theirs
+            .2
+            .iter()
+            .any(|w| w.contains("table lookup problem") || w.contains("proxymap")),
         "C oqmgr: {theirs:?}"
     );
     assert_eq!(mine, theirs);
