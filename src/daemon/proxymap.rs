@@ -3,7 +3,7 @@
 //! (those written `proxy:type:name` in proxy_read_maps, whose default names $relay_domains and
 //! $mydestination).
 //!
-//! One connection to `private/$proxymap_service` is shared by all such tables (C's
+//! One connection to `private/$proxymap_service_name` is shared by all such tables (C's
 //! clnt_stream): opened when first needed (at start-up, as root, before the chroot, for the
 //! `open` of each table), reused while it is younger than ipc_ttl and used within ipc_idle,
 //! closed by the event loop's timer after that ([`ProxyClient::expire`]) and whenever the
@@ -52,7 +52,7 @@ enum CallError {
 
 /// The shared proxymap connection.
 pub struct ProxyClient {
-    /// `$proxymap_service`, as the C client names it in its messages.
+    /// `$proxymap_service_name`, as the C client names it in its messages.
     service: String,
     queue_directory: String,
     idle: Duration,
@@ -65,7 +65,7 @@ impl ProxyClient {
     pub fn new(params: &Params) -> ProxyClient {
         let secs = |v: i32| Duration::from_secs(u64::try_from(v).unwrap_or(0));
         ProxyClient {
-            service: String::from_utf8_lossy(&params.proxymap_service).into_owned(),
+            service: String::from_utf8_lossy(&params.proxymap_service_name).into_owned(),
             queue_directory: String::from_utf8_lossy(&params.queue_directory).into_owned(),
             idle: secs(params.ipc_idle),
             ttl: secs(params.ipc_ttl),

@@ -272,3 +272,87 @@ fn a_proxy_table_that_proxymap_does_not_serve_is_fatal_as_for_the_c_oqmgr() {
     );
     assert_eq!(mine, theirs);
 }
+
+/// One queue manager started with `fast_flush_domains = proxy:hash:...` (approved in
+/// proxy_read_maps; relay_domains stays empty, so that trivial-rewrite and smtpd need no
+/// proxymap) while proxymap(8) is not in master.cf (its socket refuses connections), with
+/// two messages (d1.lab, d2.lab) waiting in incoming/, watched for 30 s. Returns how many recipients it
+/// deferred, and its warning and fatal lines (normalized, sorted, deduplicated).
+fn deferral_without_proxymap(qmgr: &str) -> (usize, Vec<String>) {
+    let lab = Lab::up_as(
+        qmgr,
+        &[
+            "--transport",
+            "discard",
+            "--dests",
+            "2",
+            "--set",
+            "default_transport=nosuch",
+        ],
+    );
+    let table = lab.dir.join("etc/flush_domains");
+    std::fs::write(&table, "d1.lab OK\n").expect("write table");
+    let spec = format!("hash:{}", table.display());
+    lab.tool("postmap", &[&spec]);
+    lab.tool(
+        "postconf",
+        &["-e", &format!("fast_flush_domains=proxy:{spec}")],
+    );
+    lab.tool(
+        "postconf",
+        &["-e", &format!("proxy_read_maps=proxy:{spec}")],
+    );
+    lab.tool("postconf", &["-MX", "retry/unix"]);
+    // smtpd opens fast_flush_domains too (ETRN): the mail goes in while proxymap is there
+    // and the queue manager is not, then proxymap goes and the queue manager comes.
+    run(&["pause", &lab.path()]);
+    run(&["inject", &lab.path(), "2"]);
+    run(&["wait-incoming", &lab.path(), "2", "--timeout", "60"]);
+    lab.tool("postconf", &["-MX", "proxymap/unix"]);
+    run(&["release", &lab.path()]);
+    std::thread::sleep(std::time::Duration::from_secs(30));
+    let deferred = lab.count("status=deferred (mail transport unavailable)");
+    let mut warnings: Vec<String> = lab
+        .qmgr_lines()
+        .iter()
+        .filter(|l| l.contains("warning:") || l.contains("error:") || l.contains("fatal:"))
+        .map(|l| normalized(l).replace(&lab.path(), "LAB"))
+        .collect();
+    warnings.sort();
+    warnings.dedup();
+    println!(
+        "figures: qmgr={} proxymap=absent deferred_in_30s={deferred} qmgr_warnings={warnings:?}",
+        qmgr_name(qmgr),
+    );
+    (deferred, warnings)
+}
+
+/// Where C's client waits for proxymap (ten connects ten seconds apart at start-up, then a
+/// fatal exit, over and over), ours warns twice, runs, and fails the lookups.
+#[test]
+fn without_proxymap_ours_runs_where_the_c_oqmgr_waits() {
+    if !side_by_side_available() {
+        return;
+    }
+    let (theirs, mine) = std::thread::scope(|s| {
+        let theirs = s.spawn(|| deferral_without_proxymap(C_OQMGR));
+        let mine = s.spawn(|| deferral_without_proxymap(OURS));
+        (theirs.join().unwrap(), mine.join().unwrap())
+    });
+    let refused = "warning: connect #1 to subsystem private/proxymap: Connection refused";
+    assert_eq!(theirs.0, 0, "C oqmgr: {theirs:?}");
+    assert!(theirs.1.iter().any(|w| w == refused), "C oqmgr: {theirs:?}");
+    assert_eq!(mine.0, 2, "ours: {mine:?}");
+    assert!(mine.1.iter().any(|w| w == refused), "ours: {mine:?}");
+    assert!(
+        mine.1.iter().any(|w| {
+            w
+            == "warning: fast_flush_domains: proxy:hash:LAB/etc/flush_domains: table lookup problem"
+        }),
+        "ours: {mine:?}"
+    );
+    assert!(
+        !mine.1.iter().any(|w| w.contains("fatal:")),
+        "ours: {mine:?}"
+    );
+}
