@@ -12,6 +12,9 @@ use oqmgr::proto::deliver::{request_flags, DeliveryOutcome, DeliveryReply, Deliv
 use oqmgr::proto::dsn::Dsn;
 use oqmgr::proto::msg_stats::{MsgStats, Timeval};
 use oqmgr::proto::protocol::Protocol;
+use oqmgr::proto::proxymap::{
+    dict_flags, proxy_status, LookupReply, LookupRequest, OpenReply, OpenRequest, ProxyRequest,
+};
 use oqmgr::proto::recipient::Recipient;
 use oqmgr::proto::rewrite::{resolve_flags, ResolveClass, ResolveReply, ResolveRequest};
 
@@ -49,7 +52,7 @@ fn one(name: &str) -> AttrList {
 /// All captured exchanges, in capture order: (relative path, direction, service).
 fn all_captures() -> Vec<(String, String, String)> {
     let mut out = Vec::new();
-    for capture in ["main", "lifecycle", "errors", "startup"] {
+    for capture in ["main", "lifecycle", "errors", "startup", "proxymap"] {
         let mut names: Vec<String> = fs::read_dir(data_dir().join(capture))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -94,6 +97,7 @@ fn every_capture_round_trips_through_its_typed_message() {
             ("read", _) if list.get("protocol").is_some() => {
                 let protocol = match svc.as_str() {
                     "rewrite" => Protocol::TrivialRewrite,
+                    "proxymap" => Protocol::Proxymap,
                     "bounce" | "defer" | "trace" => Protocol::DeliveryStatus,
                     _ => Protocol::DeliveryRequest,
                 };
@@ -103,6 +107,11 @@ fn every_capture_round_trips_through_its_typed_message() {
                 protocol.encode_announcement(&mut out);
                 out
             }
+            ("write", "proxymap") => ProxyRequest::decode(list).unwrap().to_bytes(),
+            ("read", "proxymap") if list.get("flags").is_some() => {
+                OpenReply::decode(list).unwrap().to_bytes()
+            }
+            ("read", "proxymap") => LookupReply::decode(list).unwrap().to_bytes(),
             ("write", "rewrite") => ResolveRequest::decode(list).unwrap().to_bytes(),
             ("read", "rewrite") => ResolveReply::decode(list).unwrap().to_bytes(),
             ("write", "bounce" | "defer" | "trace") => {
@@ -116,6 +125,56 @@ fn every_capture_round_trips_through_its_typed_message() {
         assert_eq!(reencoded, data, "{name}");
     }
     assert!(seen_announcement.len() >= 5);
+}
+
+/// The C oqmgr with `relay_domains = proxy:hash:<lab>/etc/relay_domains` (d1.lab OK): the
+/// table's open at start-up, then one deferral to d1.lab and one to d2.lab (and its parent
+/// `lab`, the table being fixed-string), on one connection.
+#[test]
+fn proxymap_open_and_lookups() {
+    assert_eq!(
+        Protocol::Proxymap.check_announcement(&one("proxymap/001-read-proxymap.bin")),
+        Ok(())
+    );
+    let table = b"hash:/tmp/proxycap/lab2/etc/relay_domains".to_vec();
+    assert_eq!(
+        ProxyRequest::decode(&one("proxymap/002-write-proxymap.bin")),
+        Ok(ProxyRequest::Open(OpenRequest {
+            table: table.clone(),
+            flags: 0,
+        }))
+    );
+    // A hash table: DICT_FLAG_FIXED, with DICT_FLAG_TRY0NULL|TRY1NULL.
+    let opened = OpenReply::decode(&one("proxymap/003-read-proxymap.bin")).unwrap();
+    assert_eq!(opened.status, proxy_status::OK);
+    assert_eq!(opened.flags, 28);
+    assert_eq!(opened.flags & dict_flags::IMPL_MASK, dict_flags::FIXED);
+    for (request, key, reply, status, value) in [
+        ("004", "d1.lab", "005", proxy_status::OK, "OK"),
+        ("006", "d2.lab", "007", proxy_status::NOKEY, ""),
+        ("008", "lab", "009", proxy_status::NOKEY, ""),
+    ] {
+        let name = format!("proxymap/{request}-write-proxymap.bin");
+        assert_eq!(
+            ProxyRequest::decode(&one(&name)),
+            Ok(ProxyRequest::Lookup(LookupRequest {
+                table: table.clone(),
+                // DICT_FLAG_LOCK | DICT_FLAG_UTF8_REQUEST: match_list's flags.
+                flags: dict_flags::MATCH_LIST,
+                key: key.as_bytes().to_vec(),
+            })),
+            "{name}"
+        );
+        let name = format!("proxymap/{reply}-read-proxymap.bin");
+        assert_eq!(
+            LookupReply::decode(&one(&name)),
+            Ok(LookupReply {
+                status,
+                value: value.as_bytes().to_vec(),
+            }),
+            "{name}"
+        );
+    }
 }
 
 #[test]

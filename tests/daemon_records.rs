@@ -10,11 +10,13 @@ mod common;
 use std::time::Duration;
 
 use common::bounce::BounceRequest;
+use common::proxymap::{FakeProxymap, ServedTable};
 use common::queue_file_builder::QueueFileBuilder;
 use common::service::FakeService;
 use common::world::World;
 use oqmgr::proto::attr::AttrList;
 use oqmgr::proto::flush::FlushAdd;
+use oqmgr::proto::proxymap::{dict_flags, proxy_status, LookupRequest, OpenRequest, ProxyRequest};
 use oqmgr::proto::verify::VerifyUpdate;
 
 const T: Duration = Duration::from_secs(10);
@@ -305,6 +307,168 @@ fn fast_flush_domains_from_a_hash_table_get_a_flush_add() {
     );
     w.expect_log(&format!("warning: {id}: flush service failure"), T);
     w.expect_in(&id, Some("deferred"));
+}
+
+/// The sites flush(8) was asked to add, sorted.
+fn flush_sites(flush: &FakeService) -> Vec<String> {
+    let mut sites: Vec<String> = flush_adds(flush)
+        .into_iter()
+        .map(|a| String::from_utf8_lossy(&a.site).into_owned())
+        .collect();
+    sites.sort();
+    sites
+}
+
+/// The keys looked up in proxymap, sorted, each once.
+fn proxy_keys(proxymap: &FakeProxymap) -> Vec<String> {
+    let mut keys: Vec<String> = proxymap
+        .requests()
+        .into_iter()
+        .filter_map(|r| match r {
+            ProxyRequest::Lookup(l) => Some(String::from_utf8_lossy(&l.key).into_owned()),
+            ProxyRequest::Open(_) => None,
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[test]
+fn fast_flush_domains_from_a_proxy_table_get_a_flush_add() {
+    let mut w = World::with_params(&[("relay_domains", "proxy:hash:/etc/postfix/relay")]);
+    let proxymap = FakeProxymap::start(
+        &w.dir.private("proxymap"),
+        &[(
+            "hash:/etc/postfix/relay",
+            ServedTable {
+                flags: dict_flags::FIXED,
+                keys: vec!["d1.lab".into(), "d3.lab".into()],
+                status: None,
+            },
+        )],
+    );
+    let flush = FakeService::flush(&w.dir.public("flush"));
+    let id = w.drop_message(
+        "sender@src.lab",
+        &["a@d1.lab", "b@mx.d1.lab", "c@d2.lab", "d@D3.lab"],
+    );
+    w.start();
+    w.expect_in(&id, Some("deferred"));
+    assert!(common::wait_until(T, || flush_adds(&flush).len() >= 3));
+    assert_eq!(flush_sites(&flush), ["D3.lab", "d1.lab", "mx.d1.lab"]);
+    // The open at start-up as match_list opens a table (no instance flags), each lookup with
+    // lock|utf8_request; parent domains too (a fixed table), the names casefolded.
+    let requests = proxymap.requests();
+    assert_eq!(
+        requests.first(),
+        Some(&ProxyRequest::Open(OpenRequest {
+            table: b"hash:/etc/postfix/relay".to_vec(),
+            flags: 0,
+        }))
+    );
+    assert!(requests.iter().skip(1).all(|r| matches!(r,
+        ProxyRequest::Lookup(LookupRequest { table, flags, .. })
+            if table == b"hash:/etc/postfix/relay" && *flags == dict_flags::MATCH_LIST)));
+    assert!(common::wait_until(T, || proxy_keys(&proxymap).len() >= 5));
+    assert_eq!(
+        proxy_keys(&proxymap),
+        ["d1.lab", "d2.lab", "d3.lab", "lab", "mx.d1.lab"]
+    );
+    let trouble: Vec<String> = w
+        .postlog
+        .matching("warning:")
+        .into_iter()
+        .filter(|l| !l.contains("warning: connect to transport private/"))
+        .collect();
+    assert!(trouble.is_empty(), "{}", w.diagnostics());
+}
+
+#[test]
+fn a_proxied_pattern_table_is_asked_the_whole_name_only() {
+    let mut w = World::with_params(&[("fast_flush_domains", "proxy:regexp:/etc/postfix/re")]);
+    let proxymap = FakeProxymap::start(
+        &w.dir.private("proxymap"),
+        &[(
+            "regexp:/etc/postfix/re",
+            ServedTable {
+                flags: dict_flags::PATTERN,
+                keys: vec!["d1.lab".into()],
+                status: None,
+            },
+        )],
+    );
+    let flush = FakeService::flush(&w.dir.public("flush"));
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab", "b@mx.d1.lab"]);
+    w.start();
+    w.expect_in(&id, Some("deferred"));
+    assert!(common::wait_until(T, || proxy_keys(&proxymap).len() >= 2));
+    assert_eq!(proxy_keys(&proxymap), ["d1.lab", "mx.d1.lab"]);
+    assert!(common::wait_until(T, || !flush_adds(&flush).is_empty()));
+    assert_eq!(flush_sites(&flush), ["d1.lab"]);
+}
+
+#[test]
+fn a_proxied_table_that_fails_its_lookups_is_a_table_lookup_problem() {
+    let table = "hash:/etc/postfix/relay";
+    let mut w = World::with_params(&[("relay_domains", &format!("proxy:{table}"))]);
+    let _proxymap = FakeProxymap::start(
+        &w.dir.private("proxymap"),
+        &[(
+            table,
+            ServedTable {
+                flags: dict_flags::FIXED,
+                keys: vec!["d1.lab".into()],
+                status: Some(proxy_status::RETRY),
+            },
+        )],
+    );
+    let _flush = FakeService::flush(&w.dir.public("flush"));
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);
+    w.start();
+    w.expect_log(
+        &format!("warning: fast_flush_domains: proxy:{table}: table lookup problem"),
+        T,
+    );
+    w.expect_log(&format!("warning: {id}: flush service failure"), T);
+    w.expect_in(&id, Some("deferred"));
+}
+
+#[test]
+fn without_proxymap_a_proxied_table_fails_its_lookups_and_nothing_hangs() {
+    let table = "hash:/etc/postfix/relay";
+    let mut w = World::with_params(&[("relay_domains", &format!("proxy:{table}"))]);
+    let flush = FakeService::flush(&w.dir.public("flush"));
+    let id = w.drop_message("sender@src.lab", &["a@d1.lab", "b@d2.lab"]);
+    w.start();
+    // No socket there: the absolute path, as dict_proxy_open then chooses.
+    let path = format!("{}/private/proxymap", w.dir.queue_dir().display());
+    w.expect_log(
+        &format!("warning: connect #1 to subsystem {path}: No such file or directory"),
+        T,
+    );
+    w.expect_log(
+        &format!("warning: connect #2 to subsystem {path}: No such file or directory"),
+        T,
+    );
+    w.expect_log(
+        &format!("warning: fast_flush_domains: proxy:{table}: table lookup problem"),
+        T,
+    );
+    w.expect_log(&format!("warning: {id}: flush service failure"), T);
+    w.expect_in(&id, Some("deferred"));
+    assert!(flush_adds(&flush).is_empty());
+}
+
+#[test]
+fn a_proxied_table_that_proxymap_does_not_serve_is_fatal() {
+    let mut w = World::with_params(&[("fast_flush_domains", "proxy:hash:/etc/postfix/other")]);
+    let _proxymap = FakeProxymap::start(&w.dir.private("proxymap"), &[]);
+    w.start();
+    w.expect_log(
+        "fatal: proxymap service is not configured for table \"hash:/etc/postfix/other\"",
+        T,
+    );
 }
 
 #[test]

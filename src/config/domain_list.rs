@@ -3,9 +3,10 @@
 //! in-line, first match wins.
 //!
 //! A lookup table (`type:name`) is given by the caller as a [`Table`] when the list is parsed
-//! ([`DomainList::parse_with`]): the daemon loads fixed-string tables at start-up (see
-//! `daemon::tables`); any other table behaves like one that Postfix cannot open (a surrogate
-//! whose lookups fail), so a lookup that reaches it reports an error instead of guessing.
+//! ([`DomainList::parse_with`]): the daemon loads fixed-string tables at start-up and asks
+//! proxymap(8) about `proxy:` tables (see `daemon::tables`); any other table behaves like one
+//! that Postfix cannot open (a surrogate whose lookups fail), so a lookup that reaches it
+//! reports an error instead of guessing.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -28,13 +29,50 @@ pub enum Table {
     /// A table that is not available here: each lookup warns `<table> is unavailable.
     /// <reason>` and fails, as Postfix's surrogate for a table it cannot open.
     Unavailable(String),
+    /// A table that another process looks up for us (`proxy:`, through proxymap(8)).
+    Remote(RemoteTable),
 }
 
 impl Table {
     /// DICT_FLAG_FIXED: match_hostname looks up parent domains only in such tables (a
     /// surrogate and `fail:` are pattern tables: only the full name is asked).
     fn fixed(&self) -> bool {
-        matches!(self, Table::Keys(_) | Table::Static)
+        match self {
+            Table::Keys(_) | Table::Static => true,
+            Table::Remote(remote) => remote.0.fixed(),
+            Table::Fail | Table::Unavailable(_) => false,
+        }
+    }
+}
+
+/// Lookups that another process answers.
+pub trait RemoteLookup: Send + Sync {
+    /// Whether the table is a fixed-string one (its server's DICT_FLAG_FIXED); asked only
+    /// after a lookup succeeded.
+    fn fixed(&self) -> bool;
+    /// Whether `key` is in the table. Err: the lookup failed; the warnings to log before the
+    /// list's own `table lookup problem`.
+    fn lookup(&self, key: &[u8]) -> Result<bool, Vec<String>>;
+}
+
+/// A shared [`RemoteLookup`]; equal only to itself.
+#[derive(Clone)]
+pub struct RemoteTable(pub Arc<dyn RemoteLookup>);
+
+impl PartialEq for RemoteTable {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(
+            Arc::as_ptr(&self.0).cast::<u8>(),
+            Arc::as_ptr(&other.0).cast::<u8>(),
+        )
+    }
+}
+
+impl Eq for RemoteTable {}
+
+impl fmt::Debug for RemoteTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RemoteTable")
     }
 }
 
@@ -296,6 +334,14 @@ impl DomainList {
                             format!("{}: {table}: table lookup problem", self.param),
                         ])
                     }
+                    Table::Remote(remote) => match remote.0.lookup(entry) {
+                        Ok(true) => return Ok(true),
+                        Ok(false) => {}
+                        Err(mut warnings) => {
+                            warnings.push(format!("{}: {table}: table lookup problem", self.param));
+                            return Err(warnings);
+                        }
+                    },
                 }
             }
             // The next dot after the entry's first byte; parent style skips past it.
@@ -475,6 +521,81 @@ mod tests {
         // `!!` is no negation.
         let l = with_tables("!!hash:/t", true, &["d1.lab"]);
         assert_eq!(l.lookup(b"d1.lab"), DomainMatch::Match);
+    }
+
+    /// A remote table holding `keys`, recording what it is asked.
+    struct Remote {
+        fixed: bool,
+        keys: Vec<&'static str>,
+        fail: bool,
+        asked: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl RemoteLookup for Remote {
+        fn fixed(&self) -> bool {
+            self.fixed
+        }
+
+        fn lookup(&self, key: &[u8]) -> Result<bool, Vec<String>> {
+            let key = String::from_utf8_lossy(key).into_owned();
+            let found = self.keys.iter().any(|k| *k == key);
+            self.asked.lock().unwrap().push(key);
+            if self.fail {
+                return Err(vec!["dict_proxy_lookup: service proxymap: Success".into()]);
+            }
+            Ok(found)
+        }
+    }
+
+    fn with_remote(value: &str, remote: &Arc<Remote>) -> DomainList {
+        let table = Table::Remote(RemoteTable(remote.clone()));
+        let mut open = |_: &str| Arc::new(table.clone());
+        DomainList::parse_with("fast_flush_domains", value.as_bytes(), true, &mut open)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn remote_tables_ask_parents_only_when_fixed() {
+        let remote = |fixed, fail| {
+            Arc::new(Remote {
+                fixed,
+                keys: vec!["d1.lab"],
+                fail,
+                asked: Default::default(),
+            })
+        };
+        let fixed = remote(true, false);
+        let l = with_remote("proxy:hash:/t", &fixed);
+        assert_eq!(l.lookup(b"MX.D1.lab"), DomainMatch::Match);
+        assert_eq!(l.lookup(b"d2.lab"), DomainMatch::NoMatch);
+        assert_eq!(
+            *fixed.asked.lock().unwrap(),
+            ["mx.d1.lab", "d1.lab", "d2.lab", "lab"]
+        );
+        // A pattern table (regexp, pcre, ...) is asked the whole name only.
+        let pattern = remote(false, false);
+        let l = with_remote("proxy:regexp:/r", &pattern);
+        assert_eq!(l.lookup(b"mx.d1.lab"), DomainMatch::NoMatch);
+        assert_eq!(l.lookup(b"d1.lab"), DomainMatch::Match);
+        assert_eq!(*pattern.asked.lock().unwrap(), ["mx.d1.lab", "d1.lab"]);
+        // A failed lookup ends the search, its warnings before the list's.
+        let failing = remote(true, true);
+        let l = with_remote("proxy:hash:/t d2.lab", &failing);
+        assert_eq!(
+            l.lookup(b"d2.lab"),
+            DomainMatch::Error(vec![
+                "dict_proxy_lookup: service proxymap: Success".into(),
+                "fast_flush_domains: proxy:hash:/t: table lookup problem".into(),
+            ])
+        );
+        assert_eq!(*failing.asked.lock().unwrap(), ["d2.lab"]);
+        // Tables compare by identity.
+        assert_eq!(
+            RemoteTable(fixed.clone()),
+            RemoteTable(fixed.clone() as Arc<dyn RemoteLookup>)
+        );
+        assert_ne!(RemoteTable(fixed), RemoteTable(pattern));
     }
 
     #[test]

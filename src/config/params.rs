@@ -232,6 +232,8 @@ param_table! {
     flush_service_name: Str = Text("flush"), 1, 0;
     address_verify_service_name: Str = Text("verify"), 1, 0;
     trace_service_name: Str = Text("trace"), 1, 0;
+    /// Where `proxy:` tables are looked up (`private/$proxymap_service_name`).
+    proxymap_service_name: Str = Text("proxymap"), 1, 0;
     info_log_address_format: Str = Text("external"), 1, 0;
     /// Target for flow-control tokens.
     default_process_limit: Int = Text("100"), 1, 0;

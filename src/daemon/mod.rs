@@ -15,6 +15,7 @@ mod import;
 pub mod memory;
 mod notify;
 mod peers;
+mod proxymap;
 pub mod rewrite;
 mod status_clients;
 mod status_server;
@@ -137,6 +138,9 @@ pub struct Daemon {
     recipient_cap: usize,
     /// fast_flush_domains, for deferrals recorded without an agent.
     flush_domains: status_clients::FlushDomains,
+    /// The proxymap connection of `proxy:` tables, when the lists name any: closed by a
+    /// timer when idle.
+    proxymap: Option<std::sync::Arc<proxymap::ProxyClient>>,
     /// Lookup tables whose change restarts the process.
     tables: table_watch::TableWatch,
     /// `private/oqmgr-status` and its clients.
@@ -161,10 +165,12 @@ pub struct Startup {
 /// What the C daemon sets up as root, before the privilege drop and chroot: the
 /// fast_flush_domains list (flush_init, reading its `/file` patterns and, through postmap, its
 /// fixed-string tables), and the lookup tables of that list and of mydestination
-/// (resolve_local_init), watched for changes. And ours:
+/// (resolve_local_init), watched for changes; `proxy:` tables of either are opened through
+/// proxymap(8), whose connection stays open for their lookups. And ours:
 /// data_directory, which a chrooted process could not reach later (oqmgr_remember_destinations).
 pub struct PreJail {
     flush_domains: status_clients::FlushDomains,
+    proxymap: Option<std::sync::Arc<proxymap::ProxyClient>>,
     tables: table_watch::TableWatch,
     memory: Option<memory::MemoryStore>,
 }
@@ -197,6 +203,7 @@ pub fn pre_jail_init(config: &Config, params: &Params) -> PreJail {
         memory::MemoryStore::open(params.oqmgr_remember_destinations, &params.data_directory);
     PreJail {
         flush_domains,
+        proxymap: opener.proxy_client(),
         tables,
         memory,
     }
@@ -284,6 +291,7 @@ impl Daemon {
             parked: triggers::ParkedTriggers::default(),
             recipient_cap,
             flush_domains: pre_jail.flush_domains,
+            proxymap: pre_jail.proxymap,
             tables: pre_jail.tables,
             status: status_server::StatusServer::new(now),
             memory: pre_jail.memory,
@@ -512,6 +520,7 @@ impl Daemon {
         ]
         .into_iter()
         .flatten()
+        .chain(self.proxymap.as_ref().and_then(|p| p.expire_at()))
         {
             let d = at.saturating_duration_since(now);
             timeout = Some(timeout.map_or(d, |t| t.min(d)));
@@ -556,6 +565,9 @@ impl Daemon {
             self.run_actions(secs);
         }
         let now = Instant::now();
+        if let Some(proxymap) = &self.proxymap {
+            proxymap.expire(now);
+        }
         while let Some(kind) = self.timers.pop_due(now) {
             match kind {
                 TimerKind::DeferredScan => {

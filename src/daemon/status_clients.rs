@@ -89,7 +89,7 @@ impl FlushDomains {
 
 /// Why a synchronous exchange ended early; its text is what Postfix's `%m` would show.
 #[derive(Debug)]
-enum ExchangeError {
+pub(super) enum ExchangeError {
     Io(std::io::Error),
     /// The peer closed the connection (no errno in C: `Success`).
     Eof,
@@ -98,7 +98,7 @@ enum ExchangeError {
 }
 
 impl ExchangeError {
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         match self {
             // A read or write that hit SO_RCVTIMEO/SO_SNDTIMEO: Postfix's timed I/O says this.
             ExchangeError::Io(e)
@@ -111,13 +111,13 @@ impl ExchangeError {
         }
     }
 
-    fn is(&self, errno: i32) -> bool {
+    pub(super) fn is(&self, errno: i32) -> bool {
         matches!(self, ExchangeError::Io(e) if e.raw_os_error() == Some(errno))
     }
 }
 
 /// One blocking connection to a Postfix service, read as attribute lists.
-struct SyncConn {
+pub(super) struct SyncConn {
     stream: UnixStream,
     decoder: AttrDecoder,
     pending: Vec<AttrList>,
@@ -126,7 +126,7 @@ struct SyncConn {
 impl SyncConn {
     /// Connects to `path` (relative to the queue directory) with ipc_timeout on every read
     /// and write (mail_connect + timed_ipc_setup).
-    fn connect(path: &str, timeout: Duration) -> std::io::Result<SyncConn> {
+    pub(super) fn connect(path: &str, timeout: Duration) -> std::io::Result<SyncConn> {
         let stream = UnixStream::connect(path)?;
         let timeout = Some(timeout.max(Duration::from_secs(1)));
         stream.set_read_timeout(timeout)?;
@@ -138,7 +138,7 @@ impl SyncConn {
         })
     }
 
-    fn read_list(&mut self) -> Result<AttrList, ExchangeError> {
+    pub(super) fn read_list(&mut self) -> Result<AttrList, ExchangeError> {
         let mut buf = [0u8; 4096];
         loop {
             if !self.pending.is_empty() {
@@ -161,11 +161,27 @@ impl SyncConn {
         }
     }
 
-    fn send(&mut self, bytes: &[u8]) -> Result<(), ExchangeError> {
+    pub(super) fn send(&mut self, bytes: &[u8]) -> Result<(), ExchangeError> {
         self.stream.write_all(bytes).map_err(ExchangeError::Io)
     }
 
-    fn expect_announcement(&mut self, protocol: Protocol) -> Result<(), ExchangeError> {
+    /// Whether the server sent something nobody asked for, or closed the connection
+    /// (clnt_stream_access's readable() test before it reuses a connection).
+    pub(super) fn has_input(&self) -> bool {
+        if !self.pending.is_empty() || !self.decoder.is_idle() {
+            return true;
+        }
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&self.stream),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
+            Ok(n) => n > 0,
+            Err(_) => true,
+        }
+    }
+
+    pub(super) fn expect_announcement(&mut self, protocol: Protocol) -> Result<(), ExchangeError> {
         let list = self.read_list()?;
         protocol
             .check_announcement(&list)

@@ -8,7 +8,10 @@
 //! postmap stored them). The keys are kept in memory; a lookup then matches as
 //! match_hostname (see [`crate::config::domain_list`]).
 //!
-//! Types that `postmap -s` cannot list (regexp, pcre, cidr, proxy:, socketmap, ldap, mysql,
+//! `proxy:type:name` tables are not read: each lookup asks proxymap(8), as the C daemon does
+//! (see [`super::proxymap`]), so they work whatever their type (regexp, ldap, mysql, ...).
+//!
+//! Other types that `postmap -s` cannot list (regexp, pcre, cidr, socketmap, ldap, mysql,
 //! ...), tables with more than [`MAX_KEYS`] keys or [`MAX_BYTES`] of output, and a `postmap`
 //! that fails in any other way leave the table unavailable: its lookups warn and fail (the
 //! flush(8) request is not made), as before. A table that Postfix itself cannot open (no
@@ -24,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use log::{error, warn};
 
-use crate::config::domain_list::{Table, NOT_SUPPORTED};
+use super::proxymap::{ProxyClient, ProxyTable};
+use crate::config::domain_list::{RemoteTable, Table, NOT_SUPPORTED};
 use crate::config::{Config, Params};
 
 /// The most keys a table may have to be loaded (about 60 MB of memory for short keys).
@@ -35,6 +39,9 @@ pub const MAX_BYTES: usize = 64 << 20;
 const TIME_LIMIT: Duration = Duration::from_secs(30);
 /// The most of postmap's standard error kept (its warnings are relayed).
 const MAX_STDERR: usize = 64 << 10;
+
+/// The prefix of a table that proxymap(8) looks up.
+const PROXY: &str = "proxy:";
 
 /// How a table type is opened here.
 enum Kind {
@@ -80,6 +87,9 @@ pub struct Opener {
     checked: HashSet<String>,
     max_keys: usize,
     max_bytes: usize,
+    /// The proxymap connection all `proxy:` tables share (it connects when first used).
+    proxy: Arc<ProxyClient>,
+    proxy_used: bool,
 }
 
 impl Opener {
@@ -95,7 +105,14 @@ impl Opener {
             checked: HashSet::new(),
             max_keys: MAX_KEYS,
             max_bytes: MAX_BYTES,
+            proxy: Arc::new(ProxyClient::new(params)),
+            proxy_used: false,
         }
+    }
+
+    /// The proxymap connection of the `proxy:` tables opened, if any was.
+    pub fn proxy_client(&self) -> Option<Arc<ProxyClient>> {
+        self.proxy_used.then(|| self.proxy.clone())
     }
 
     /// The table's contents for lookups (logging what Postfix logs when it opens it).
@@ -111,6 +128,12 @@ impl Opener {
     /// A table of a list that is never looked up here (mydestination): only what Postfix
     /// logs when it opens it, for a missing database file; its contents are not read.
     pub fn check(&mut self, spec: &str) {
+        // The C daemon's open of a proxied table asks proxymap (a table it does not serve is
+        // fatal), whatever the list.
+        if spec.starts_with(PROXY) {
+            self.open(spec);
+            return;
+        }
         if self.opened.contains_key(spec) || !self.checked.insert(spec.to_string()) {
             return;
         }
@@ -119,7 +142,12 @@ impl Opener {
         }
     }
 
-    fn load(&self, spec: &str) -> Table {
+    fn load(&mut self, spec: &str) -> Table {
+        if let Some(name) = spec.strip_prefix(PROXY) {
+            self.proxy_used = true;
+            let table = ProxyTable::open(self.proxy.clone(), name);
+            return Table::Remote(RemoteTable(Arc::new(table)));
+        }
         match kind(spec) {
             Kind::Static => return Table::Static,
             Kind::Fail => return Table::Fail,
@@ -394,7 +422,6 @@ mod tests {
             format!("regexp:{}", source.display()),
             format!("pcre:{}", source.display()),
             format!("cidr:{}", source.display()),
-            format!("proxy:hash:{}", source.display()),
             "socketmap:inet:127.0.0.1:9:x".to_string(),
         ] {
             assert_eq!(

@@ -19,6 +19,8 @@ pub enum Protocol {
     QueueFlush,
     /// verify(8) on `private/verify`.
     AddressVerification,
+    /// proxymap(8) on `private/proxymap`.
+    Proxymap,
 }
 
 impl Protocol {
@@ -31,6 +33,7 @@ impl Protocol {
             Protocol::QueueFlush => "queue_flush_protocol",
             // The misspelling is Postfix's own; peers compare it byte for byte.
             Protocol::AddressVerification => "address_verification_prrotocol",
+            Protocol::Proxymap => super::proxymap::PROTOCOL,
         }
     }
 
@@ -41,6 +44,7 @@ impl Protocol {
             Protocol::DeliveryStatus,
             Protocol::QueueFlush,
             Protocol::AddressVerification,
+            Protocol::Proxymap,
         ]
         .into_iter()
         .find(|p| p.name().as_bytes() == name)
@@ -101,6 +105,7 @@ mod tests {
             Protocol::DeliveryStatus,
             Protocol::QueueFlush,
             Protocol::AddressVerification,
+            Protocol::Proxymap,
         ] {
             assert_eq!(Protocol::from_name(p.name().as_bytes()), Some(p));
         }

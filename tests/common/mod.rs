@@ -4,8 +4,8 @@
 //!   inspect queue files.
 //! - [`postlog::FakePostlog`]: collects the daemon's log lines from `public/postlog`.
 //! - [`rewrite::FakeRewrite`], [`agent::FakeAgent`], [`bounce::FakeBounce`],
-//!   [`service::FakeService`] (verify, flush): the peers on `private/…` and `public/…`,
-//!   speaking the real protocols through `oqmgr::proto`.
+//!   [`service::FakeService`] (verify, flush), [`proxymap::FakeProxymap`]: the peers on
+//!   `private/…` and `public/…`, speaking the real protocols through `oqmgr::proto`.
 //! - [`master::FakeMaster`]: starts the daemon with master(8)'s descriptors and environment.
 //! - [`world::World`]: all of the above in one call; [`wait_until`] for polling conditions.
 //!
@@ -20,6 +20,7 @@ pub mod bounce;
 pub mod master;
 pub mod net;
 pub mod postlog;
+pub mod proxymap;
 pub mod queue_dir;
 pub mod rewrite;
 pub mod service;

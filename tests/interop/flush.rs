@@ -130,3 +130,229 @@ fn flush_add_for_a_relay_domains_hash_table_as_by_the_c_oqmgr() {
     );
     assert_eq!(mine, theirs);
 }
+
+/// One queue manager's run with `relay_domains = proxy:<kind>:<file>` listing d1.lab (a hash
+/// table, or a regexp one: a pattern table, asked the whole name only): mail to d1.lab and
+/// d2.lab, deferred by the queue manager itself, the table looked up through proxymap(8).
+/// Returns whether flush(8)'s logfile for each domain holds the queue ID, and the queue
+/// manager's warnings (normalized, sorted, deduplicated).
+fn deferral_with_relay_domains_through_proxymap(
+    qmgr: &str,
+    kind: &str,
+) -> (bool, bool, Vec<String>) {
+    let lab = Lab::up_as(
+        qmgr,
+        &[
+            "--transport",
+            "discard",
+            "--dests",
+            "2",
+            "--set",
+            "default_transport=nosuch",
+        ],
+    );
+    let table = lab.dir.join("etc/relay_domains");
+    let contents = if kind == "regexp" {
+        "/^d1\\.lab$/ OK\n"
+    } else {
+        "d1.lab OK\n"
+    };
+    std::fs::write(&table, contents).expect("write table");
+    let spec = format!("{kind}:{}", table.display());
+    if kind == "hash" {
+        lab.tool("postmap", &[&spec]);
+    }
+    // proxy_read_maps names $relay_domains by default: proxymap serves the table.
+    lab.tool("postconf", &["-e", &format!("relay_domains=proxy:{spec}")]);
+    lab.tool("postconf", &["-MX", "retry/unix"]);
+    run(&["reload", &lab.path()]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    run(&["inject", &lab.path(), "2"]);
+    let deferred = wait_for(std::time::Duration::from_secs(60), || {
+        lab.count("status=deferred (mail transport unavailable)") >= 2
+    });
+    assert!(deferred, "{}", tail(&lab.maillog()));
+    let flush_dir = lab.dir.join("spool/flush");
+    let logged = |site: &str| std::fs::read_to_string(flush_dir.join(site)).unwrap_or_default();
+    let d1 = wait_for(std::time::Duration::from_secs(20), || {
+        !logged("d1_lab").trim().is_empty()
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let d2 = !logged("d2_lab").trim().is_empty();
+    let mut warnings: Vec<String> = lab
+        .qmgr_lines()
+        .iter()
+        .filter(|l| l.contains("warning:") || l.contains("error:") || l.contains("fatal:"))
+        .map(|l| normalized(l).replace(&lab.path(), "LAB"))
+        .collect();
+    warnings.sort();
+    warnings.dedup();
+    println!(
+        "figures: qmgr={} table=proxy:{kind} flush_d1={d1} flush_d2={d2} qmgr_warnings={warnings:?}",
+        qmgr_name(qmgr),
+    );
+    (d1, d2, warnings)
+}
+
+fn side_by_side_through_proxymap(kind: &str) {
+    if !side_by_side_available() {
+        return;
+    }
+    let (theirs, mine) = std::thread::scope(|s| {
+        let theirs = s.spawn(|| deferral_with_relay_domains_through_proxymap(C_OQMGR, kind));
+        let mine = s.spawn(|| deferral_with_relay_domains_through_proxymap(OURS, kind));
+        (theirs.join().unwrap(), mine.join().unwrap())
+    });
+    // The transports are missing on purpose; nothing about the table is warned about.
+    assert!(theirs.0 && !theirs.1, "C oqmgr: {theirs:?}");
+    assert!(
+        !theirs
+            .2
+            .iter()
+            .any(|w| w.contains("table lookup problem") || w.contains("proxymap")),
+        "C oqmgr: {theirs:?}"
+    );
+    assert_eq!(mine, theirs);
+}
+
+#[test]
+fn flush_add_for_a_relay_domains_proxy_hash_table_as_by_the_c_oqmgr() {
+    side_by_side_through_proxymap("hash");
+}
+
+#[test]
+fn flush_add_for_a_relay_domains_proxy_regexp_table_as_by_the_c_oqmgr() {
+    side_by_side_through_proxymap("regexp");
+}
+
+/// One queue manager started with `fast_flush_domains = proxy:hash:...`, a table that
+/// proxy_read_maps does not name: proxymap refuses it. Returns the queue manager's first
+/// fatal line (normalized).
+fn start_with_an_unapproved_proxy_table(qmgr: &str) -> String {
+    let lab = Lab::up_as(qmgr, &["--transport", "discard", "--dests", "1"]);
+    let table = lab.dir.join("etc/flush_domains");
+    std::fs::write(&table, "d1.lab OK\n").expect("write table");
+    let spec = format!("hash:{}", table.display());
+    lab.tool("postmap", &[&spec]);
+    lab.tool(
+        "postconf",
+        &["-e", &format!("fast_flush_domains=proxy:{spec}")],
+    );
+    run(&["reload", &lab.path()]);
+    let fatal = wait_for(std::time::Duration::from_secs(30), || {
+        lab.qmgr_lines().iter().any(|l| l.contains("fatal:"))
+    });
+    assert!(fatal, "{}", tail(&lab.maillog()));
+    let line = lab
+        .qmgr_lines()
+        .iter()
+        .find(|l| l.contains("fatal:"))
+        .map(|l| normalized(l).replace(&lab.path(), "LAB"))
+        .unwrap_or_default();
+    println!(
+        "figures: qmgr={} unapproved_fatal={line:?}",
+        qmgr_name(qmgr)
+    );
+    line
+}
+
+#[test]
+fn a_proxy_table_that_proxymap_does_not_serve_is_fatal_as_for_the_c_oqmgr() {
+    if !side_by_side_available() {
+        return;
+    }
+    let (theirs, mine) = std::thread::scope(|s| {
+        let theirs = s.spawn(|| start_with_an_unapproved_proxy_table(C_OQMGR));
+        let mine = s.spawn(|| start_with_an_unapproved_proxy_table(OURS));
+        (theirs.join().unwrap(), mine.join().unwrap())
+    });
+    assert!(
+        theirs.contains("proxymap service is not configured for table"),
+        "{theirs}"
+    );
+    assert_eq!(mine, theirs);
+}
+
+/// One queue manager started with `fast_flush_domains = proxy:hash:...` (approved in
+/// proxy_read_maps; relay_domains stays empty, so that trivial-rewrite and smtpd need no
+/// proxymap) while proxymap(8) is not in master.cf (its socket refuses connections), with
+/// two messages (d1.lab, d2.lab) waiting in incoming/, watched for 30 s. Returns how many recipients it
+/// deferred, and its warning and fatal lines (normalized, sorted, deduplicated).
+fn deferral_without_proxymap(qmgr: &str) -> (usize, Vec<String>) {
+    let lab = Lab::up_as(
+        qmgr,
+        &[
+            "--transport",
+            "discard",
+            "--dests",
+            "2",
+            "--set",
+            "default_transport=nosuch",
+        ],
+    );
+    let table = lab.dir.join("etc/flush_domains");
+    std::fs::write(&table, "d1.lab OK\n").expect("write table");
+    let spec = format!("hash:{}", table.display());
+    lab.tool("postmap", &[&spec]);
+    lab.tool(
+        "postconf",
+        &["-e", &format!("fast_flush_domains=proxy:{spec}")],
+    );
+    lab.tool(
+        "postconf",
+        &["-e", &format!("proxy_read_maps=proxy:{spec}")],
+    );
+    lab.tool("postconf", &["-MX", "retry/unix"]);
+    // smtpd opens fast_flush_domains too (ETRN): the mail goes in while proxymap is there
+    // and the queue manager is not, then proxymap goes and the queue manager comes.
+    run(&["pause", &lab.path()]);
+    run(&["inject", &lab.path(), "2"]);
+    run(&["wait-incoming", &lab.path(), "2", "--timeout", "60"]);
+    lab.tool("postconf", &["-MX", "proxymap/unix"]);
+    run(&["release", &lab.path()]);
+    std::thread::sleep(std::time::Duration::from_secs(30));
+    let deferred = lab.count("status=deferred (mail transport unavailable)");
+    let mut warnings: Vec<String> = lab
+        .qmgr_lines()
+        .iter()
+        .filter(|l| l.contains("warning:") || l.contains("error:") || l.contains("fatal:"))
+        .map(|l| normalized(l).replace(&lab.path(), "LAB"))
+        .collect();
+    warnings.sort();
+    warnings.dedup();
+    println!(
+        "figures: qmgr={} proxymap=absent deferred_in_30s={deferred} qmgr_warnings={warnings:?}",
+        qmgr_name(qmgr),
+    );
+    (deferred, warnings)
+}
+
+/// Where C's client waits for proxymap (ten connects ten seconds apart at start-up, then a
+/// fatal exit, over and over), ours warns twice, runs, and fails the lookups.
+#[test]
+fn without_proxymap_ours_runs_where_the_c_oqmgr_waits() {
+    if !side_by_side_available() {
+        return;
+    }
+    let (theirs, mine) = std::thread::scope(|s| {
+        let theirs = s.spawn(|| deferral_without_proxymap(C_OQMGR));
+        let mine = s.spawn(|| deferral_without_proxymap(OURS));
+        (theirs.join().unwrap(), mine.join().unwrap())
+    });
+    let refused = "warning: connect #1 to subsystem private/proxymap: Connection refused";
+    assert_eq!(theirs.0, 0, "C oqmgr: {theirs:?}");
+    assert!(theirs.1.iter().any(|w| w == refused), "C oqmgr: {theirs:?}");
+    assert_eq!(mine.0, 2, "ours: {mine:?}");
+    assert!(mine.1.iter().any(|w| w == refused), "ours: {mine:?}");
+    assert!(
+        mine.1.iter().any(|w| {
+            w
+            == "warning: fast_flush_domains: proxy:hash:LAB/etc/flush_domains: table lookup problem"
+        }),
+        "ours: {mine:?}"
+    );
+    assert!(
+        !mine.1.iter().any(|w| w.contains("fatal:")),
+        "ours: {mine:?}"
+    );
+}
