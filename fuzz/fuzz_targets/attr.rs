@@ -1,7 +1,7 @@
 //! The attribute protocol: AttrDecoder fed in random chunk splits (every split must give
 //! the lists and the failure of a single whole feed), then every list through each decoder
 //! of a peer's reply (trivial-rewrite resolve/rewrite, a delivery agent's status, bounce and
-//! flush status, verify), the announcement checks, and the request decoders the test peers
+//! flush status, verify, proxymap open/lookup), the announcement checks, and the request decoders the test peers
 //! use. What decodes must survive an encode/decode round trip.
 //!
 //! Input: two control bytes (decoder limits, chunk-split seed), then the stream.
@@ -15,17 +15,19 @@ use oqmgr::proto::deliver::{DeliveryOutcome, DeliveryReply, DeliveryRequest};
 use oqmgr::proto::flush::FlushAdd;
 use oqmgr::proto::msg_stats::MsgStats;
 use oqmgr::proto::protocol::Protocol;
+use oqmgr::proto::proxymap::{LookupReply, OpenReply, ProxyRequest};
 use oqmgr::proto::rewrite::{ResolveReply, ResolveRequest, RewriteReply, RewriteRequest};
 use oqmgr::proto::status::StatusRequest;
 use oqmgr::proto::verify::{VerifyReply, VerifyUpdate};
 use oqmgr::proto::{base64, deliver};
 
-const PROTOCOLS: [Protocol; 5] = [
+const PROTOCOLS: [Protocol; 6] = [
     Protocol::DeliveryRequest,
     Protocol::TrivialRewrite,
     Protocol::DeliveryStatus,
     Protocol::QueueFlush,
     Protocol::AddressVerification,
+    Protocol::Proxymap,
 ];
 
 /// What a decoder made of a stream: the lists before any failure, whether it failed, and
@@ -116,6 +118,12 @@ fn check_list(list: &AttrList) {
     if let Ok(reply) = VerifyReply::decode(list) {
         round_trip(&reply, VerifyReply::decode);
     }
+    if let Ok(reply) = OpenReply::decode(list) {
+        round_trip(&reply, OpenReply::decode);
+    }
+    if let Ok(reply) = LookupReply::decode(list) {
+        round_trip(&reply, LookupReply::decode);
+    }
     for protocol in PROTOCOLS {
         let _ = protocol.check_announcement(list);
     }
@@ -138,6 +146,9 @@ fn check_list(list: &AttrList) {
     }
     if let Ok(request) = VerifyUpdate::decode(list) {
         round_trip(&request, VerifyUpdate::decode);
+    }
+    if let Ok(request) = ProxyRequest::decode(list) {
+        round_trip(&request, ProxyRequest::decode);
     }
     let _ = deliver::DeliveryRequest::decode_recipient(list);
     for (_, value) in list.attrs() {
