@@ -12,8 +12,9 @@
 //! The exchanges block, as the C client's do (proxymap is local), each read or write for at
 //! most qmgr_ipc_timeout. Where the C client retries a failed exchange every second forever,
 //! this one retries once: a lookup that fails twice is a failed lookup (the list's `table
-//! lookup problem`), and an open that fails twice is tried again at the table's first lookup,
-//! so a queue manager never hangs on a proxymap that does not answer. What C makes fatal stays
+//! lookup problem`), after which lookups fail at once for [`FAIL_FAST`]; an open that fails
+//! twice is tried again at the table's first lookup. So a queue manager never hangs on a
+//! proxymap that does not answer, nor waits a second for each deferred message meanwhile. What C makes fatal stays
 //! fatal: a table that proxymap does not serve (`proxymap service is not configured for
 //! table ...`) and a request it calls invalid.
 
@@ -35,6 +36,10 @@ use crate::proto::proxymap::{
 const ATTEMPTS: u32 = 2;
 /// The C client's pause before it tries again.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// After a lookup that proxymap did not answer, further lookups fail at once for this long:
+/// each failed one holds the event loop for its retry pause (or its time-outs), which must not
+/// happen for every deferred message while proxymap is away.
+const FAIL_FAST: Duration = Duration::from_secs(10);
 
 /// The open connection and its times.
 struct Stream {
@@ -59,6 +64,9 @@ pub struct ProxyClient {
     ttl: Duration,
     timeout: Duration,
     stream: Mutex<Option<Stream>>,
+    /// Lookups fail at once until then (see [`FAIL_FAST`]).
+    unanswered_until: Mutex<Option<Instant>>,
+    fail_fast: Duration,
 }
 
 impl ProxyClient {
@@ -73,7 +81,25 @@ impl ProxyClient {
             // gets it when it connects).
             timeout: secs(params.qmgr_ipc_timeout),
             stream: Mutex::new(None),
+            unanswered_until: Mutex::new(None),
+            fail_fast: FAIL_FAST,
         }
+    }
+
+    /// Whether proxymap left a lookup unanswered less than `fail_fast` ago.
+    fn recently_unanswered(&self) -> bool {
+        let until = self
+            .unanswered_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|t| Instant::now() < t)
+    }
+
+    fn note_unanswered(&self) {
+        *self
+            .unanswered_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + self.fail_fast);
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Stream>> {
@@ -261,6 +287,9 @@ impl RemoteLookup for ProxyTable {
         }
         .to_bytes();
         let key_text = String::from_utf8_lossy(key);
+        if self.client.recently_unanswered() {
+            return Err(Vec::new());
+        }
         for attempt in 1..=ATTEMPTS {
             if attempt > 1 {
                 std::thread::sleep(RETRY_PAUSE);
@@ -298,6 +327,7 @@ impl RemoteLookup for ProxyTable {
             }
             self.client.recover();
         }
+        self.client.note_unanswered();
         Err(Vec::new())
     }
 }
@@ -393,10 +423,16 @@ mod tests {
 
     /// A client for a queue directory.
     fn client(queue: &std::path::Path) -> Arc<ProxyClient> {
+        client_failing_fast_for(queue, FAIL_FAST)
+    }
+
+    fn client_failing_fast_for(queue: &std::path::Path, fail_fast: Duration) -> Arc<ProxyClient> {
         let mut config = Config::new(&queue.to_string_lossy(), b"host.lab");
         config.set("queue_directory", queue.to_string_lossy().as_bytes());
         let params = Params::from_config(&config).unwrap();
-        Arc::new(ProxyClient::new(&params))
+        let mut client = ProxyClient::new(&params);
+        client.fail_fast = fail_fast;
+        Arc::new(client)
     }
 
     /// Opens with FIXED (hash) or PATTERN (regexp) flags; finds `d1.lab`.
@@ -480,9 +516,29 @@ mod tests {
     }
 
     #[test]
-    fn without_proxymap_the_open_is_tried_again_at_the_first_lookup() {
+    fn after_an_unanswered_lookup_the_next_ones_fail_at_once_for_a_while() {
         let queue = tempfile::tempdir().unwrap();
         let client = client(queue.path());
+        let hash = ProxyTable::open(client.clone(), "hash:/t");
+        assert_eq!(hash.lookup(b"d1.lab"), Err(Vec::new()));
+        // proxymap is back, but within FAIL_FAST no lookup waits or asks it.
+        let server = FakeProxymap::start(queue.path(), Box::new(answer));
+        let start = Instant::now();
+        for _ in 0..100 {
+            assert_eq!(hash.lookup(b"d1.lab"), Err(Vec::new()));
+        }
+        assert!(start.elapsed() < RETRY_PAUSE);
+        assert_eq!(server.connections(), 0);
+        // Once the time is up, lookups ask again.
+        *client.unanswered_until.lock().unwrap() = Some(Instant::now());
+        assert_eq!(hash.lookup(b"d1.lab"), Ok(true));
+        assert_eq!(server.connections(), 1);
+    }
+
+    #[test]
+    fn without_proxymap_the_open_is_tried_again_at_the_first_lookup() {
+        let queue = tempfile::tempdir().unwrap();
+        let client = client_failing_fast_for(queue.path(), Duration::ZERO);
         let hash = ProxyTable::open(client.clone(), "hash:/t");
         assert!(!hash.fixed());
         assert_eq!(hash.lookup(b"d1.lab"), Err(Vec::new()));
