@@ -319,6 +319,27 @@ fn flush_sites(flush: &FakeService) -> Vec<String> {
     sites
 }
 
+/// A fake proxymap in the world's private/ that serves one table.
+fn proxymap_serving(
+    w: &World,
+    table: &str,
+    flags: u32,
+    keys: &[&str],
+    status: Option<i32>,
+) -> FakeProxymap {
+    FakeProxymap::start(
+        &w.dir.private("proxymap"),
+        &[(
+            table,
+            ServedTable {
+                flags,
+                keys: keys.iter().map(|k| k.to_string()).collect(),
+                status,
+            },
+        )],
+    )
+}
+
 /// The keys looked up in proxymap, sorted, each once.
 fn proxy_keys(proxymap: &FakeProxymap) -> Vec<String> {
     let mut keys: Vec<String> = proxymap
@@ -337,16 +358,12 @@ fn proxy_keys(proxymap: &FakeProxymap) -> Vec<String> {
 #[test]
 fn fast_flush_domains_from_a_proxy_table_get_a_flush_add() {
     let mut w = World::with_params(&[("relay_domains", "proxy:hash:/etc/postfix/relay")]);
-    let proxymap = FakeProxymap::start(
-        &w.dir.private("proxymap"),
-        &[(
-            "hash:/etc/postfix/relay",
-            ServedTable {
-                flags: dict_flags::FIXED,
-                keys: vec!["d1.lab".into(), "d3.lab".into()],
-                status: None,
-            },
-        )],
+    let proxymap = proxymap_serving(
+        &w,
+        "hash:/etc/postfix/relay",
+        dict_flags::FIXED,
+        &["d1.lab", "d3.lab"],
+        None,
     );
     let flush = FakeService::flush(&w.dir.public("flush"));
     let id = w.drop_message(
@@ -387,16 +404,12 @@ fn fast_flush_domains_from_a_proxy_table_get_a_flush_add() {
 #[test]
 fn a_proxied_pattern_table_is_asked_the_whole_name_only() {
     let mut w = World::with_params(&[("fast_flush_domains", "proxy:regexp:/etc/postfix/re")]);
-    let proxymap = FakeProxymap::start(
-        &w.dir.private("proxymap"),
-        &[(
-            "regexp:/etc/postfix/re",
-            ServedTable {
-                flags: dict_flags::PATTERN,
-                keys: vec!["d1.lab".into()],
-                status: None,
-            },
-        )],
+    let proxymap = proxymap_serving(
+        &w,
+        "regexp:/etc/postfix/re",
+        dict_flags::PATTERN,
+        &["d1.lab"],
+        None,
     );
     let flush = FakeService::flush(&w.dir.public("flush"));
     let id = w.drop_message("sender@src.lab", &["a@d1.lab", "b@mx.d1.lab"]);
@@ -412,16 +425,12 @@ fn a_proxied_pattern_table_is_asked_the_whole_name_only() {
 fn a_proxied_table_that_fails_its_lookups_is_a_table_lookup_problem() {
     let table = "hash:/etc/postfix/relay";
     let mut w = World::with_params(&[("relay_domains", &format!("proxy:{table}"))]);
-    let _proxymap = FakeProxymap::start(
-        &w.dir.private("proxymap"),
-        &[(
-            table,
-            ServedTable {
-                flags: dict_flags::FIXED,
-                keys: vec!["d1.lab".into()],
-                status: Some(proxy_status::RETRY),
-            },
-        )],
+    let _proxymap = proxymap_serving(
+        &w,
+        table,
+        dict_flags::FIXED,
+        &["d1.lab"],
+        Some(proxy_status::RETRY),
     );
     let _flush = FakeService::flush(&w.dir.public("flush"));
     let id = w.drop_message("sender@src.lab", &["a@d1.lab"]);

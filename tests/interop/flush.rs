@@ -36,11 +36,10 @@ fn normalized(line: &str) -> String {
         .join(" ")
 }
 
-/// One queue manager's run: mail to d1.lab (in relay_domains, a hash table) and d2.lab (not
-/// in it), both deferred by the queue manager itself. Returns whether flush(8)'s logfile for
-/// each domain holds the message's queue ID, and the queue manager's warnings (normalized,
-/// sorted, deduplicated), then its line when the table is rebuilt (it restarts).
-fn deferral_with_relay_domains_in_a_hash_table(qmgr: &str) -> (bool, bool, Vec<String>, String) {
+/// A lab whose default transport is no master.cf service (so it is unavailable) and
+/// without retry(8): the queue manager records each deferral itself (defer_append), and
+/// asks flush(8) to log it for a fast-flush domain.
+fn lab_without_transport(qmgr: &str) -> Lab {
     let lab = Lab::up_as(
         qmgr,
         &[
@@ -49,10 +48,53 @@ fn deferral_with_relay_domains_in_a_hash_table(qmgr: &str) -> (bool, bool, Vec<S
             "--dests",
             "2",
             "--set",
-            // No such service in master.cf: the transport is unavailable.
             "default_transport=nosuch",
         ],
     );
+    lab.tool("postconf", &["-MX", "retry/unix"]);
+    lab
+}
+
+/// After a reload, one message each to d1.lab and d2.lab, deferred: whether flush(8)'s
+/// per-site logfile (dots become underscores) of each holds a queue ID. d2.lab is never a
+/// fast-flush domain here, so its logfile is given a second to appear.
+fn defer_to_d1_and_d2(lab: &Lab) -> (bool, bool) {
+    run(&["reload", &lab.path()]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    run(&["inject", &lab.path(), "2"]);
+    let deferred = wait_for(std::time::Duration::from_secs(60), || {
+        lab.count("status=deferred (mail transport unavailable)") >= 2
+    });
+    assert!(deferred, "{}", tail(&lab.maillog()));
+    let flush_dir = lab.dir.join("spool/flush");
+    let logged = |site: &str| std::fs::read_to_string(flush_dir.join(site)).unwrap_or_default();
+    let d1 = wait_for(std::time::Duration::from_secs(20), || {
+        !logged("d1_lab").trim().is_empty()
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    (d1, !logged("d2_lab").trim().is_empty())
+}
+
+/// The queue manager's warning, error and fatal lines: normalized, the lab's path as LAB,
+/// sorted, deduplicated.
+fn trouble(lab: &Lab) -> Vec<String> {
+    let mut lines: Vec<String> = lab
+        .qmgr_lines()
+        .iter()
+        .filter(|l| l.contains("warning:") || l.contains("error:") || l.contains("fatal:"))
+        .map(|l| normalized(l).replace(&lab.path(), "LAB"))
+        .collect();
+    lines.sort();
+    lines.dedup();
+    lines
+}
+
+/// One queue manager's run: mail to d1.lab (in relay_domains, a hash table) and d2.lab (not
+/// in it), both deferred by the queue manager itself. Returns whether flush(8)'s logfile for
+/// each domain holds the message's queue ID, and the queue manager's warnings (normalized,
+/// sorted, deduplicated), then its line when the table is rebuilt (it restarts).
+fn deferral_with_relay_domains_in_a_hash_table(qmgr: &str) -> (bool, bool, Vec<String>, String) {
+    let lab = lab_without_transport(qmgr);
     let table = lab.dir.join("etc/relay_domains");
     std::fs::write(&table, "d1.lab OK\n").expect("write table");
     let hash = format!("hash:{}", table.display());
@@ -65,32 +107,8 @@ fn deferral_with_relay_domains_in_a_hash_table(qmgr: &str) -> (bool, bool, Vec<S
         .expect("touch");
     assert!(status.success(), "touch the table back");
     lab.tool("postconf", &["-e", &format!("relay_domains={hash}")]);
-    // Without retry(8) the queue manager records the deferral itself (defer_append).
-    lab.tool("postconf", &["-MX", "retry/unix"]);
-    run(&["reload", &lab.path()]);
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    run(&["inject", &lab.path(), "2"]);
-    let deferred = wait_for(std::time::Duration::from_secs(60), || {
-        lab.count("status=deferred (mail transport unavailable)") >= 2
-    });
-    assert!(deferred, "{}", tail(&lab.maillog()));
-    // flush(8)'s per-site logfile (dots become underscores), holding queue IDs.
-    let flush_dir = lab.dir.join("spool/flush");
-    let logged = |site: &str| std::fs::read_to_string(flush_dir.join(site)).unwrap_or_default();
-    let d1 = wait_for(std::time::Duration::from_secs(20), || {
-        !logged("d1_lab").trim().is_empty()
-    });
-    // d2.lab is not a fast-flush domain: its logfile never appears.
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    let d2 = !logged("d2_lab").trim().is_empty();
-    let mut warnings: Vec<String> = lab
-        .qmgr_lines()
-        .iter()
-        .filter(|l| l.contains("warning:") || l.contains("error:") || l.contains("fatal:"))
-        .map(|l| normalized(l))
-        .collect();
-    warnings.sort();
-    warnings.dedup();
+    let (d1, d2) = defer_to_d1_and_d2(&lab);
+    let warnings = trouble(&lab);
     // A rebuilt table restarts the queue manager at its next trigger.
     lab.tool("postmap", &[&hash]);
     run(&["kick", &lab.path()]);
@@ -140,17 +158,7 @@ fn deferral_with_relay_domains_through_proxymap(
     qmgr: &str,
     kind: &str,
 ) -> (bool, bool, Vec<String>) {
-    let lab = Lab::up_as(
-        qmgr,
-        &[
-            "--transport",
-            "discard",
-            "--dests",
-            "2",
-            "--set",
-            "default_transport=nosuch",
-        ],
-    );
+    let lab = lab_without_transport(qmgr);
     let table = lab.dir.join("etc/relay_domains");
     let contents = if kind == "regexp" {
         "/^d1\\.lab$/ OK\n"
@@ -164,29 +172,8 @@ fn deferral_with_relay_domains_through_proxymap(
     }
     // proxy_read_maps names $relay_domains by default: proxymap serves the table.
     lab.tool("postconf", &["-e", &format!("relay_domains=proxy:{spec}")]);
-    lab.tool("postconf", &["-MX", "retry/unix"]);
-    run(&["reload", &lab.path()]);
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    run(&["inject", &lab.path(), "2"]);
-    let deferred = wait_for(std::time::Duration::from_secs(60), || {
-        lab.count("status=deferred (mail transport unavailable)") >= 2
-    });
-    assert!(deferred, "{}", tail(&lab.maillog()));
-    let flush_dir = lab.dir.join("spool/flush");
-    let logged = |site: &str| std::fs::read_to_string(flush_dir.join(site)).unwrap_or_default();
-    let d1 = wait_for(std::time::Duration::from_secs(20), || {
-        !logged("d1_lab").trim().is_empty()
-    });
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    let d2 = !logged("d2_lab").trim().is_empty();
-    let mut warnings: Vec<String> = lab
-        .qmgr_lines()
-        .iter()
-        .filter(|l| l.contains("warning:") || l.contains("error:") || l.contains("fatal:"))
-        .map(|l| normalized(l).replace(&lab.path(), "LAB"))
-        .collect();
-    warnings.sort();
-    warnings.dedup();
+    let (d1, d2) = defer_to_d1_and_d2(&lab);
+    let warnings = trouble(&lab);
     println!(
         "figures: qmgr={} table=proxy:{kind} flush_d1={d1} flush_d2={d2} qmgr_warnings={warnings:?}",
         qmgr_name(qmgr),
@@ -279,17 +266,7 @@ fn a_proxy_table_that_proxymap_does_not_serve_is_fatal_as_for_the_c_oqmgr() {
 /// two messages (d1.lab, d2.lab) waiting in incoming/, watched for 30 s. Returns how many recipients it
 /// deferred, and its warning and fatal lines (normalized, sorted, deduplicated).
 fn deferral_without_proxymap(qmgr: &str) -> (usize, Vec<String>) {
-    let lab = Lab::up_as(
-        qmgr,
-        &[
-            "--transport",
-            "discard",
-            "--dests",
-            "2",
-            "--set",
-            "default_transport=nosuch",
-        ],
-    );
+    let lab = lab_without_transport(qmgr);
     let table = lab.dir.join("etc/flush_domains");
     std::fs::write(&table, "d1.lab OK\n").expect("write table");
     let spec = format!("hash:{}", table.display());
@@ -302,7 +279,6 @@ fn deferral_without_proxymap(qmgr: &str) -> (usize, Vec<String>) {
         "postconf",
         &["-e", &format!("proxy_read_maps=proxy:{spec}")],
     );
-    lab.tool("postconf", &["-MX", "retry/unix"]);
     // smtpd opens fast_flush_domains too (ETRN): the mail goes in while proxymap is there
     // and the queue manager is not, then proxymap goes and the queue manager comes.
     run(&["pause", &lab.path()]);
@@ -312,14 +288,7 @@ fn deferral_without_proxymap(qmgr: &str) -> (usize, Vec<String>) {
     run(&["release", &lab.path()]);
     std::thread::sleep(std::time::Duration::from_secs(30));
     let deferred = lab.count("status=deferred (mail transport unavailable)");
-    let mut warnings: Vec<String> = lab
-        .qmgr_lines()
-        .iter()
-        .filter(|l| l.contains("warning:") || l.contains("error:") || l.contains("fatal:"))
-        .map(|l| normalized(l).replace(&lab.path(), "LAB"))
-        .collect();
-    warnings.sort();
-    warnings.dedup();
+    let warnings = trouble(&lab);
     println!(
         "figures: qmgr={} proxymap=absent deferred_in_30s={deferred} qmgr_warnings={warnings:?}",
         qmgr_name(qmgr),
