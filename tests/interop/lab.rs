@@ -153,17 +153,50 @@ impl Lab {
             .collect()
     }
 
-    /// Waits until incoming/active/deferred are empty and postlogd has caught up.
+    /// Waits until incoming/active/deferred are empty and postlogd has caught up. On a
+    /// time-out, the panic names each file left (mode, mtime against now) and its log lines.
     pub fn drain(&self) {
-        run(&[
-            "wait-empty",
-            &self.path(),
-            "--timeout",
-            "300",
-            "--kick",
-            "5",
-        ]);
+        let out = Command::new(pflab())
+            .args([
+                "wait-empty",
+                &self.path(),
+                "--timeout",
+                "300",
+                "--kick",
+                "5",
+            ])
+            .output()
+            .expect("pflab wait-empty");
+        assert!(
+            out.status.success(),
+            "queues not empty: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            self.left_over()
+        );
         std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
+    /// The files in incoming/, active/ and deferred/, each with its mode, its mtime against
+    /// now, and every maillog line that names it.
+    fn left_over(&self) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let log = self.maillog();
+        let mut report = String::new();
+        for queue in ["incoming", "active", "deferred"] {
+            for path in files_under(&self.dir.join("spool").join(queue)) {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                let (mode, age) = std::fs::symlink_metadata(&path)
+                    .map_or((0, 0), |m| (m.mode(), now - m.mtime()));
+                report += &format!("{queue}/{name}: mode {mode:o}, mtime now-{age}s\n");
+                for line in log.lines().filter(|l| l.contains(name.as_ref())) {
+                    report += &format!("  {line}\n");
+                }
+            }
+        }
+        report
     }
 
     /// incoming/, active/, deferred/ and corrupt/ hold no file.
