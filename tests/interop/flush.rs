@@ -3,18 +3,7 @@
 //! records a deferral when both the transport and `retry` are unavailable, and then asks
 //! flush(8) to log the queue ID for a fast-flush domain (flush_add).
 
-use crate::lab::{qmgr_name, run, side_by_side_available, tail, Lab, C_OQMGR, OURS};
-
-fn wait_for(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
-    let end = std::time::Instant::now() + limit;
-    while !done() {
-        if std::time::Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    true
-}
+use crate::lab::{qmgr_name, run, side_by_side_available, tail, wait_for, Lab, C_OQMGR, OURS};
 
 /// A queue manager's line without its time stamp, pid and queue IDs.
 fn normalized(line: &str) -> String {
@@ -75,6 +64,18 @@ fn defer_to_d1_and_d2(lab: &Lab) -> (bool, bool) {
     (d1, !logged("d2_lab").trim().is_empty())
 }
 
+/// The queue manager's first line that contains `needle`, normalized with the lab's path as
+/// LAB, once it is there (a panic with the log's tail after `secs` seconds).
+fn first_qmgr_line(lab: &Lab, needle: &str, secs: u64) -> String {
+    let mut found = None;
+    let there = wait_for(std::time::Duration::from_secs(secs), || {
+        found = lab.qmgr_lines().into_iter().find(|l| l.contains(needle));
+        found.is_some()
+    });
+    assert!(there, "no {needle:?}\n{}", tail(&lab.maillog()));
+    normalized(&found.unwrap_or_default()).replace(&lab.path(), "LAB")
+}
+
 /// The queue manager's warning, error and fatal lines: normalized, the lab's path as LAB,
 /// sorted, deduplicated.
 fn trouble(lab: &Lab) -> Vec<String> {
@@ -112,16 +113,7 @@ fn deferral_with_relay_domains_in_a_hash_table(qmgr: &str) -> (bool, bool, Vec<S
     // A rebuilt table restarts the queue manager at its next trigger.
     lab.tool("postmap", &[&hash]);
     run(&["kick", &lab.path()]);
-    let restarted = wait_for(std::time::Duration::from_secs(20), || {
-        lab.count("has changed -- restarting") > 0
-    });
-    assert!(restarted, "{}", tail(&lab.maillog()));
-    let restart = lab
-        .qmgr_lines()
-        .iter()
-        .find(|l| l.contains("has changed -- restarting"))
-        .map(|l| normalized(l).replace(&lab.path(), "LAB"))
-        .unwrap_or_default();
+    let restart = first_qmgr_line(&lab, "has changed -- restarting", 20);
     println!(
         "figures: qmgr={} flush_d1={} flush_d2={} qmgr_warnings={warnings:?} restart={restart:?}",
         qmgr_name(qmgr),
@@ -226,16 +218,7 @@ fn start_with_an_unapproved_proxy_table(qmgr: &str) -> String {
         &["-e", &format!("fast_flush_domains=proxy:{spec}")],
     );
     run(&["reload", &lab.path()]);
-    let fatal = wait_for(std::time::Duration::from_secs(30), || {
-        lab.qmgr_lines().iter().any(|l| l.contains("fatal:"))
-    });
-    assert!(fatal, "{}", tail(&lab.maillog()));
-    let line = lab
-        .qmgr_lines()
-        .iter()
-        .find(|l| l.contains("fatal:"))
-        .map(|l| normalized(l).replace(&lab.path(), "LAB"))
-        .unwrap_or_default();
+    let line = first_qmgr_line(&lab, "fatal:", 30);
     println!(
         "figures: qmgr={} unapproved_fatal={line:?}",
         qmgr_name(qmgr)

@@ -1,17 +1,6 @@
 //! trivial-rewrite and its clients: a changed transport table is used for the next mail.
 
-use crate::lab::{run, side_by_side_available, Lab, C_OQMGR};
-
-fn wait_for(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
-    let end = std::time::Instant::now() + limit;
-    while !done() {
-        if std::time::Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    true
-}
+use crate::lab::{run, side_by_side_available, wait_for, Lab, C_OQMGR};
 
 /// One queue manager's run: mail to d1.lab before and after its transport entry changes.
 /// Returns the discard agent's `status=sent (...)` texts, in log order.
